@@ -1,0 +1,220 @@
+"""The AMDM sampling loop over K member denoisers (host-free).
+
+Each member keeps its own trajectory. In the window, after every member's own step, the states
+are combined in VP units by spherical aggregation and each optimised member is moved from the
+aggregate toward its own mean by one deviation step. Helpers run steps 0..end only; after the
+window the specified member (index 0) finishes the schedule alone, in one stepper.run call, so
+a host sampler keeps its full remaining schedule (and multistep history) there.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+import torch
+
+from .aggregate import AGGREGATION_MODES, batch_norm, spherical_aggregate
+from .deviation import DEVIATION_MODES, STEP_SCALES, deviation_step
+from .schedule import DiscreteSchedule, code_exact_mu
+from .steppers import Denoiser, StepResult, Stepper
+from .units import vp_scale
+from .weights import spherical_weights
+from .window import StepWindow
+
+MU_TARGETS = ("faithful", "reference")
+OPTIMISED_MEMBERS = ("base", "all")
+STEP_NOISE_POLICIES = ("independent", "shared")
+
+# (member, step, denoised, state, done, total): called after every member step, for progress
+ProgressHook = Callable[[int, int, torch.Tensor, torch.Tensor, int, int], None]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """Deviation optimization settings.
+
+    step: one value for every optimised member, or one per member (member 0 first); read in
+      `scale` units (default: per sqrt(n), resolution-independent; 0.35 ~ the reference's p=45).
+    target: "faithful" = the member's own un-aggregated post-step mean (the paper's mu);
+      "reference" = the reference code's one-step-lagged formula (needs a DiscreteSchedule).
+    members: "base" = only the specified member is optimised (paper); helpers keep their own
+      state; "all" = every member moves toward its own mu from the aggregate (reference code).
+    """
+    step: float | Sequence[float] = 0.35
+    mode: str = "absolute"
+    target: str = "faithful"
+    members: str = "base"
+    scale: str = "per_sqrt_n"
+
+    def __post_init__(self):
+        for name, value, allowed in (("mode", self.mode, DEVIATION_MODES), ("target", self.target, MU_TARGETS),
+                                     ("members", self.members, OPTIMISED_MEMBERS), ("scale", self.scale, STEP_SCALES)):
+            if value not in allowed:
+                raise ValueError(f"deviation {name} {value!r} is unknown; use one of {allowed}")
+        for v in (self.step if isinstance(self.step, (list, tuple)) else [self.step]):
+            if not math.isfinite(float(v)) or float(v) < 0:
+                raise ValueError(f"deviation step {v} must be a finite number >= 0")
+
+    def step_for(self, member: int) -> float:
+        if isinstance(self.step, (list, tuple)):
+            return float(self.step[member])
+        return float(self.step)
+
+
+@dataclass
+class Trace:
+    """What a run did: the resolved window, where it aggregated, and what it cost per member."""
+    window: StepWindow
+    steps: int
+    weights: List[float]
+    aggregated_steps: List[int] = field(default_factory=list)
+    aggregated_sigmas: List[float] = field(default_factory=list)
+    norm_ratio: List[float] = field(default_factory=list)     # ||aggregate|| / ||base input||
+    evaluations: List[int] = field(default_factory=list)      # denoiser calls per member
+    member_steps: List[int] = field(default_factory=list)     # steps taken per member
+    planned_member_steps: int = 0
+
+    @property
+    def total_evaluations(self) -> int:
+        return sum(self.evaluations)
+
+
+class _Counted:
+    """Counts a member's denoiser calls and keeps the first (x, denoised) of the current step."""
+
+    def __init__(self, fn: Denoiser):
+        self.fn, self.calls = fn, 0
+        self.first = None
+        self._want_first = False
+        self.last_denoised = None
+
+    def begin_step(self):
+        self._want_first, self.first = True, None
+
+    def __call__(self, x, sigma, **kw):
+        self.calls += 1
+        out = self.fn(x, sigma, **kw)
+        if self._want_first:
+            self.first, self._want_first = (x, out), False
+        self.last_denoised = out
+        return out
+
+
+def active_members(weights: Sequence[float]) -> List[int]:
+    """Member 0 always runs; a helper with weight 0 contributes nothing and is never evaluated."""
+    return [0] + [k for k in range(1, len(weights)) if weights[k] > 0]
+
+
+def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_states: Sequence[torch.Tensor],
+                *, weights: Sequence[float], window: StepWindow, stepper: Stepper, mode: str = "spherical",
+                deviation: Optional[Deviation] = None, step_noise: str = "independent",
+                schedule: Optional[DiscreteSchedule] = None, normalize_weights: bool = True,
+                on_progress: Optional[ProgressHook] = None) -> tuple[torch.Tensor, Trace]:
+    """Run AMDM; returns the specified member's final state (k-space) and the Trace.
+
+    denoisers[k](x, sigma[B]) -> denoised x0 prediction of member k (CFG inside); member 0 is the
+    specified model. initial_states[k] is member k's state at sigmas[0] (independent noise per
+    member is the safe default; see README). weights are raw member weights, scaled to unit L2
+    norm unless normalize_weights=False (the reference's 3-model weights are not unit norm).
+    step_noise, for stochastic steppers: "independent" = each member draws its own noise and the
+    post-noise states are aggregated (variance kept by sum w^2 = 1); "shared" = one draw per step
+    for all members, added after aggregating the pre-noise means (needs stepper.separates_noise).
+    """
+    K = len(denoisers)
+    if K < 1 or len(initial_states) != K or len(weights) != K:
+        raise ValueError(f"need one initial state and one weight per denoiser; got {K} denoisers, "
+                         f"{len(initial_states)} states, {len(weights)} weights")
+    if mode not in AGGREGATION_MODES:
+        raise ValueError(f"aggregation mode {mode!r} is unknown; use one of {AGGREGATION_MODES}")
+    if step_noise not in STEP_NOISE_POLICIES:
+        raise ValueError(f"step noise policy {step_noise!r} is unknown; use one of {STEP_NOISE_POLICIES}")
+    if stepper.stochastic and step_noise == "shared" and not stepper.separates_noise and mode == "spherical":
+        raise ValueError("shared step noise with spherical aggregation adds the noise coherently (inflates it "
+                         "by sum of weights); use independent step noise or slerp with this sampler")
+    if deviation is not None and deviation.target == "reference" and schedule is None:
+        raise ValueError("the reference mu target needs the model's discrete schedule")
+    w = spherical_weights(weights) if normalize_weights else [float(v) for v in weights]
+    n_steps = len(sigmas) - 1
+    members = active_members(w)
+    if len(members) == 1 or window.empty:
+        members, window = [0], StepWindow(1, 0)
+    win_end = window.end if not window.empty else -1
+    den = [_Counted(f) for f in denoisers]
+    trace = Trace(window=window, steps=n_steps, weights=[w[k] for k in range(K)],
+                  evaluations=[0] * K, member_steps=[0] * K)
+    trace.planned_member_steps = n_steps + (len(members) - 1) * window.helper_steps
+    done = 0
+
+    def progress(k, j, x):
+        nonlocal done
+        done += 1
+        trace.member_steps[k] += 1
+        if on_progress is not None:
+            on_progress(k, j, den[k].last_denoised, x, done, trace.planned_member_steps)
+
+    x = {k: initial_states[k] for k in members}
+    prev_first = {}                       # member -> (x_in, denoised, sigma) of the previous step
+    for j in range(win_end + 1):
+        s, s_next = sigmas[j], sigmas[j + 1]
+        results: dict[int, StepResult] = {}
+        entering = dict(x)
+        for k in members:
+            den[k].begin_step()
+            stream = 0 if step_noise == "shared" else k
+            results[k] = stepper.step(den[k], x[k], s, s_next, j, stream)
+            progress(k, j, results[k].state)
+        if j in window:
+            x = _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, entering,
+                                prev_first, float(s), float(s_next), schedule, trace)
+            trace.aggregated_steps.append(j)
+            trace.aggregated_sigmas.append(float(s_next))
+        else:
+            x = {k: r.state for k, r in results.items()}
+        prev_first = {k: (den[k].first[0], den[k].first[1], float(s)) for k in members}
+
+    out = x[0]
+    if win_end + 1 < n_steps:
+        out = stepper.run(den[0], out, sigmas[win_end + 1:], win_end + 1, 0,
+                          callback=lambda j, d, xs: progress(0, j, xs))
+    trace.evaluations = [d.calls for d in den]
+    return out, trace
+
+
+def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, entering, prev_first,
+                    sigma, sigma_next, schedule, trace):
+    # Shared noise: aggregate the pre-noise means (at sigma_down) and add the one draw afterwards.
+    # Otherwise aggregate the post-step states, which sit at sigma_next.
+    pre_noise = stepper.stochastic and step_noise == "shared" and stepper.separates_noise
+    if pre_noise:
+        c = vp_scale(results[0].mean_sigma)
+        parts = {k: results[k].mean for k in members}
+    else:
+        c = vp_scale(sigma_next)
+        parts = {k: results[k].state for k in members}
+    u = [parts[k] / c for k in members]
+    x_hat = spherical_aggregate(u, [w[k] for k in members], mode)
+    base_in = batch_norm(u[0]).clamp_min(1e-30)
+    trace.norm_ratio.append(float((batch_norm(x_hat) / base_in).mean()))
+    new = {}
+    for k in members:
+        optimise = deviation is not None and (deviation.members == "all" or k == 0)
+        if deviation is None or optimise:
+            vp = x_hat
+            if optimise:
+                mu = _target(k, results[k], c, deviation, entering, prev_first, sigma, schedule)
+                vp = deviation_step(x_hat, mu, deviation.step_for(k), deviation.mode, deviation.scale)
+            new[k] = vp * c + (results[0].noise if pre_noise else 0)
+        else:
+            new[k] = results[k].state        # a helper not optimised keeps its own trajectory
+    return new
+
+
+def _target(k, result, c, deviation, entering, prev_first, sigma, schedule):
+    if deviation.target == "faithful":
+        return result.mean / c
+    x_prev, d_prev, s_prev = prev_first[k]
+    eps_prev = (x_prev - d_prev) / s_prev
+    t = schedule.timestep(s_prev)
+    x_in_vp = entering[k] / vp_scale(sigma)
+    return code_exact_mu(x_in_vp, eps_prev, schedule.alpha(t), schedule.alpha_bar(t))

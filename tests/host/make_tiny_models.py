@@ -1,0 +1,294 @@
+"""Generate tiny, random SD1.5-format models that ComfyUI's stock loaders accept.
+
+The weights come from ComfyUI's own model classes (UNetModel, TAESD, CLIPTextModel) built with
+plain torch layers, so key names are right by construction. Everything is seeded and written to
+a ComfyUI ``--base-directory`` layout under BASE:
+
+    models/unet/tiny_sd15_unet_{a,b,c}.safetensors   bare UNet keys           -> UNETLoader
+    models/checkpoints/tiny_sd15_{a,b}.safetensors   UNet + TAESD, no CLIP     -> CheckpointLoaderSimple
+    models/vae/tiny_taesd_vae.safetensors            TAESD                     -> VAELoader
+    models/loras/tiny_lora_a.safetensors             kohya LoRA for UNet a     -> LoraLoaderModelOnly
+    models/checkpoints/tiny_sd15_clip.safetensors    UNet a + TAESD + random CLIP-L (fp8), clip=True
+
+API: ``make_models(base_dir, variants=("a", "b", "c"), clip=False) -> TinyModels``.
+CLI: ``python tests/host/make_tiny_models.py BASE [--variants a,b,c] [--clip]`` (needs ComfyUI on
+sys.path, or COMFYUI_PATH, or the repo's .cache/ComfyUI); writes a JSON summary to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+UNET_FILE = "tiny_sd15_unet_{}.safetensors"
+CHECKPOINT_FILE = "tiny_sd15_{}.safetensors"
+CHECKPOINT_VARIANTS = ("a", "b")  # variants that also get a full (UNet + VAE) checkpoint
+VAE_FILE = "tiny_taesd_vae.safetensors"
+LORA_FILE = "tiny_lora_{}.safetensors"
+LORA_VARIANTS = ("a",)
+CLIP_CHECKPOINT_FILE = "tiny_sd15_clip.safetensors"
+
+# Smallest UNet that comfy.model_detection still reads back as SD15: SD15 needs context_dim=768,
+# model_channels=320, use_linear_in_transformer=False, adm_in_channels=None, in_channels=4 and at
+# least one transformer block (context_dim is read from attn2.to_k). Depth and levels are free.
+UNET_CONFIG = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320,
+    num_res_blocks=[1], channel_mult=[1], transformer_depth=[1], transformer_depth_output=[0, 0],
+    transformer_depth_middle=-2,  # no middle block at all
+    context_dim=768, num_heads=8, num_head_channels=-1, use_linear_in_transformer=False,
+    use_spatial_transformer=True, legacy=False, adm_in_channels=None, use_checkpoint=False,
+)
+
+VARIANT_SEEDS = {"a": 0, "b": 1, "c": 2}
+TAESD_SEED = 100
+LORA_SEED = 200
+CLIP_SEED = 300
+PROBE_SEED = 400
+
+# kohya names (diffusers module path, dots -> underscores) of the tiny UNet's input transformer:
+# down_blocks.0.attentions.0 is comfy's input_blocks.1.1.
+LORA_TARGETS = (
+    "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_v",
+    "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v",
+)
+LORA_RANK = 4
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Absolute paths of the generated files; ``path.name`` is what the stock loaders take."""
+    base_dir: Path
+    unet: dict[str, Path] = field(default_factory=dict)        # variant -> models/unet/...
+    checkpoint: dict[str, Path] = field(default_factory=dict)  # variant -> models/checkpoints/...
+    lora: dict[str, Path] = field(default_factory=dict)        # variant -> models/loras/...
+    vae: Path | None = None
+    clip_checkpoint: Path | None = None
+
+    @property
+    def models_dir(self) -> Path:
+        return self.base_dir / "models"
+
+    def as_json(self) -> dict:
+        def s(v):
+            if isinstance(v, dict):
+                return {k: str(p) for k, p in v.items()}
+            return None if v is None else str(v)
+        return {k: s(getattr(self, k)) for k in ("base_dir", "unet", "checkpoint", "lora", "vae", "clip_checkpoint")}
+
+
+def default_comfyui_path() -> Path:
+    env = os.environ.get("COMFYUI_PATH")
+    return Path(env) if env else REPO_ROOT / ".cache" / "ComfyUI"
+
+
+def ensure_comfy_importable() -> None:
+    """Put ComfyUI first on sys.path (if not importable yet) and force CPU when no GPU exists.
+
+    comfy.model_management picks its device at import time and a torch without a usable GPU
+    raises there, so args.cpu must be set before anything imports it.
+    """
+    if "comfy" not in sys.modules:
+        path = str(default_comfyui_path())
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)  # ahead of any repo root: our nodes/ would shadow its nodes.py
+    if "comfy.model_management" not in sys.modules:
+        import torch
+        from comfy.cli_args import args
+        if not torch.cuda.is_available():
+            args.cpu = True
+
+
+def variant_seed(variant: str) -> int:
+    return VARIANT_SEEDS.get(variant, zlib.crc32(variant.encode()) & 0x7FFFFFFF)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed torch's CPU RNG without disturbing the caller's RNG state."""
+    import torch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _init_ops():
+    """Plain torch layers (with torch's default init) under the names comfy's models use."""
+    import torch
+
+    class InitOps:
+        Linear = torch.nn.Linear
+        Conv2d = torch.nn.Conv2d
+        Conv3d = torch.nn.Conv3d
+        GroupNorm = torch.nn.GroupNorm
+        LayerNorm = torch.nn.LayerNorm
+        Embedding = torch.nn.Embedding
+
+        @staticmethod
+        def conv_nd(dims, *args, **kwargs):
+            return {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[dims](*args, **kwargs)
+
+    return InitOps
+
+
+def _fp16(sd):
+    import torch
+    return {k: v.detach().to(torch.float16).contiguous() for k, v in sd.items()}
+
+
+def build_unet(seed: int):
+    """A float32 comfy UNetModel with seeded default init and an output conv scaled so that eps
+    predictions have std of order 1 (random init otherwise gives outputs far from unit scale)."""
+    import torch
+    import comfy.ldm.modules.diffusionmodules.openaimodel as oam
+
+    with _seeded(seed):
+        unet = oam.UNetModel(**UNET_CONFIG, operations=_init_ops()).eval()
+    gen = torch.Generator().manual_seed(PROBE_SEED)
+    x = torch.randn(2, 4, 8, 8, generator=gen)
+    ctx = torch.randn(2, 77, 768, generator=gen)
+    with torch.no_grad():
+        std = unet(x, timesteps=torch.tensor([999.0, 200.0]), context=ctx).float().std().item()
+    if not math.isfinite(std) or std == 0.0:
+        raise RuntimeError(f"tiny UNet (seed {seed}) gives a degenerate output (std={std})")
+    # A power of two keeps the scale exact in fp16 and insensitive to last-bit kernel differences.
+    scale = 2.0 ** round(math.log2(1.0 / std))
+    with torch.no_grad():
+        unet.out[2].weight.mul_(scale)
+        unet.out[2].bias.mul_(scale)
+    return unet
+
+
+def unet_state_dict(seed: int):
+    return _fp16(build_unet(seed).state_dict())
+
+
+def taesd_state_dict():
+    """comfy's TAESD uses comfy.ops.disable_weight_init (weights left uninitialised): re-init
+    every conv with a seeded, ReLU-gain normal init so decoded images are neither constant nor
+    saturated."""
+    import torch
+    import comfy.taesd.taesd as taesd
+
+    with _seeded(TAESD_SEED):
+        model = taesd.TAESD()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                torch.nn.init.normal_(m.weight, std=math.sqrt(2.0 / fan_in))
+                if m.bias is not None:
+                    torch.nn.init.zeros_(m.bias)
+    sd = model.state_dict()
+    sd["vae_scale"] = torch.tensor(1.0)
+    sd["vae_shift"] = torch.tensor(0.0)
+    return _fp16(sd)
+
+
+def clip_l_state_dict():
+    """Random CLIP-L text encoder with comfy's SD1 config; 2-D weights in fp8 (about 155 MB
+    instead of 278 MB in fp16; comfy upcasts on load)."""
+    import torch
+    import comfy.clip_model
+
+    cfg_path = Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json"
+    config = json.loads(cfg_path.read_text())
+    with _seeded(CLIP_SEED):
+        model = comfy.clip_model.CLIPTextModel(config, dtype=torch.float32, device="cpu", operations=_init_ops())
+    sd = model.state_dict()
+    sd.pop("text_projection.weight", None)
+    out = {}
+    for k, v in _fp16(sd).items():
+        out[k] = v.to(torch.float8_e4m3fn) if v.ndim == 2 and "position" not in k else v
+    return out
+
+
+def lora_state_dict(unet_sd, seed: int = LORA_SEED):
+    """A kohya-format LoRA (lora_down/lora_up/alpha) on two attention projections, sized so the
+    weight change is comparable to the weights themselves (a clearly measurable output change)."""
+    import torch
+
+    # kohya target -> comfy UNet key, to read the weight's shape and scale
+    comfy_keys = {
+        LORA_TARGETS[0]: "input_blocks.1.1.transformer_blocks.0.attn1.to_v.weight",
+        LORA_TARGETS[1]: "input_blocks.1.1.transformer_blocks.0.attn2.to_v.weight",
+    }
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in LORA_TARGETS:
+        w = unet_sd[comfy_keys[name]].float()
+        out_dim, in_dim = w.shape
+        down = torch.randn(LORA_RANK, in_dim, generator=gen) / math.sqrt(in_dim)
+        up = torch.randn(out_dim, LORA_RANK, generator=gen) / math.sqrt(LORA_RANK)
+        up *= 2.0 * w.std().item()  # |up @ down| ~ 2x the weight's own scale
+        out[f"{name}.lora_down.weight"] = down.to(torch.float16)
+        out[f"{name}.lora_up.weight"] = up.to(torch.float16)
+        out[f"{name}.alpha"] = torch.tensor(float(LORA_RANK), dtype=torch.float16)
+    return out
+
+
+def make_models(base_dir, variants=("a", "b", "c"), clip=False) -> TinyModels:
+    """Write the tiny models under ``base_dir/models`` and return their paths. Deterministic."""
+    ensure_comfy_importable()
+    from safetensors.torch import save_file
+
+    base = Path(base_dir).resolve()
+    dirs = {d: base / "models" / d for d in ("unet", "checkpoints", "vae", "loras")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+
+    vae_sd = taesd_state_dict()
+    vae_path = dirs["vae"] / VAE_FILE
+    save_file(vae_sd, str(vae_path))
+    vae_prefixed = {"first_stage_model." + k: t for k, t in vae_sd.items()}
+
+    unets, ckpts, loras = {}, {}, {}
+    clip_path = None
+    for v in variants:
+        u = unet_state_dict(variant_seed(v))
+        unets[v] = dirs["unet"] / UNET_FILE.format(v)
+        save_file(u, str(unets[v]))
+        if v in CHECKPOINT_VARIANTS or (clip and v == "a"):
+            ckpt = {"model.diffusion_model." + k: t for k, t in u.items()}
+            ckpt.update(vae_prefixed)
+            if v in CHECKPOINT_VARIANTS:
+                ckpts[v] = dirs["checkpoints"] / CHECKPOINT_FILE.format(v)
+                save_file(ckpt, str(ckpts[v]))
+            if clip and v == "a":
+                ckpt.update({"cond_stage_model.transformer." + k: t for k, t in clip_l_state_dict().items()})
+                clip_path = dirs["checkpoints"] / CLIP_CHECKPOINT_FILE
+                save_file(ckpt, str(clip_path))
+        if v in LORA_VARIANTS:
+            loras[v] = dirs["loras"] / LORA_FILE.format(v)
+            save_file(lora_state_dict(u), str(loras[v]))
+        log.debug("wrote tiny model variant %s", v)
+    return TinyModels(base_dir=base, unet=unets, checkpoint=ckpts, lora=loras, vae=vae_path,
+                      clip_checkpoint=clip_path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("base_dir", help="ComfyUI base directory; files go to BASE/models/...")
+    parser.add_argument("--variants", default="a,b,c", help="comma-separated UNet variants (default a,b,c)")
+    parser.add_argument("--clip", action="store_true", help="also write tiny_sd15_clip.safetensors (random CLIP-L, fp8)")
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    variants = tuple(v for v in ns.variants.split(",") if v)
+    models = make_models(ns.base_dir, variants=variants, clip=ns.clip)
+    json.dump(models.as_json(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
