@@ -89,6 +89,11 @@ class _Counted:
         self._want_first = False
         self.last_denoised = None
 
+    def __getattr__(self, name):          # a host stepper reads attributes of the member it drives
+        if name == "fn":
+            raise AttributeError(name)
+        return getattr(self.fn, name)
+
     def begin_step(self):
         self._want_first, self.first = True, None
 

@@ -65,6 +65,13 @@ LORA_TARGETS = (
 LORA_RANK = 4
 
 
+# What the stock KSampler gives on UNet "a" for the harness's default run: seed 42, 4 steps,
+# cfg 2.0, euler/normal, 64x64 empty latent, positive = seeded conditioning 0 (AMDMTest_Conditioning
+# / make_cond(0)), negative = all zeros. Measured with torch 2.14.1 on CPU, ComfyUI 0.3.75; both
+# the in-process and the server smoke tests check it (a changed generator must update it).
+REFERENCE_RUN = {"torch": "2.14.", "mean": -3.2809863, "std": 126.710022}
+
+
 @dataclass(frozen=True)
 class TinyModels:
     """Absolute paths of the generated files; ``path.name`` is what the stock loaders take."""
@@ -175,20 +182,29 @@ def unet_state_dict(seed: int):
 
 
 def taesd_state_dict():
-    """comfy's TAESD uses comfy.ops.disable_weight_init (weights left uninitialised): re-init
-    every conv with a seeded, ReLU-gain normal init so decoded images are neither constant nor
-    saturated."""
+    """comfy's TAESD uses comfy.ops.disable_weight_init (weights left uninitialised): re-init every
+    conv with a seeded ReLU-gain normal init, then scale the decoder's last conv so decoded images
+    sit mostly inside [0, 1] instead of saturating."""
     import torch
     import comfy.taesd.taesd as taesd
 
     with _seeded(TAESD_SEED):
-        model = taesd.TAESD()
+        model = taesd.TAESD().eval()
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                torch.nn.init.normal_(m.weight, std=math.sqrt(2.0 / fan_in))
+                torch.nn.init.normal_(m.weight, std=math.sqrt(2.0 / m.weight[0].numel()))
                 if m.bias is not None:
                     torch.nn.init.zeros_(m.bias)
+    # The raw decoder output is the pixel value (comfy maps decode()'s [-1, 1] back with (x+1)/2):
+    # aim for mean 0.5, std ~0.25 per channel. Power-of-two scale and rounded bias keep the fp16
+    # weights identical even if the probe's float result differs in its last bits.
+    last = model.taesd_decoder[-1]
+    probe = 3.0 * torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(PROBE_SEED))
+    with torch.no_grad():
+        raw = model.taesd_decoder(probe)
+        scale = 2.0 ** round(math.log2(0.25 / raw.std().item()))
+        last.weight.mul_(scale)
+        last.bias.copy_(torch.round((0.5 - scale * raw.mean(dim=(0, 2, 3))) * 100) / 100)
     sd = model.state_dict()
     sd["vae_scale"] = torch.tensor(1.0)
     sd["vae_shift"] = torch.tensor(0.0)
@@ -237,10 +253,20 @@ def lora_state_dict(unet_sd, seed: int = LORA_SEED):
     return out
 
 
-def make_models(base_dir, variants=("a", "b", "c"), clip=False) -> TinyModels:
-    """Write the tiny models under ``base_dir/models`` and return their paths. Deterministic."""
-    ensure_comfy_importable()
+def _save(tensors, path: Path) -> None:
+    """Write via a temp file + rename: a process that has the old file memory-mapped (a running
+    server, an earlier load) keeps a valid inode instead of seeing it truncated."""
     from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+
+
+def make_models(base_dir, variants=("a", "b", "c"), clip=False) -> TinyModels:
+    """Write the tiny models under ``base_dir/models`` and return their paths. Deterministic:
+    the same arguments give byte-identical files."""
+    ensure_comfy_importable()
 
     base = Path(base_dir).resolve()
     dirs = {d: base / "models" / d for d in ("unet", "checkpoints", "vae", "loras")}
@@ -249,29 +275,31 @@ def make_models(base_dir, variants=("a", "b", "c"), clip=False) -> TinyModels:
 
     vae_sd = taesd_state_dict()
     vae_path = dirs["vae"] / VAE_FILE
-    save_file(vae_sd, str(vae_path))
-    vae_prefixed = {"first_stage_model." + k: t for k, t in vae_sd.items()}
+    _save(vae_sd, vae_path)
+
+    def checkpoint(unet_sd):
+        ckpt = {"model.diffusion_model." + k: t for k, t in unet_sd.items()}
+        ckpt.update({"first_stage_model." + k: t for k, t in vae_sd.items()})
+        return ckpt
 
     unets, ckpts, loras = {}, {}, {}
-    clip_path = None
     for v in variants:
         u = unet_state_dict(variant_seed(v))
         unets[v] = dirs["unet"] / UNET_FILE.format(v)
-        save_file(u, str(unets[v]))
-        if v in CHECKPOINT_VARIANTS or (clip and v == "a"):
-            ckpt = {"model.diffusion_model." + k: t for k, t in u.items()}
-            ckpt.update(vae_prefixed)
-            if v in CHECKPOINT_VARIANTS:
-                ckpts[v] = dirs["checkpoints"] / CHECKPOINT_FILE.format(v)
-                save_file(ckpt, str(ckpts[v]))
-            if clip and v == "a":
-                ckpt.update({"cond_stage_model.transformer." + k: t for k, t in clip_l_state_dict().items()})
-                clip_path = dirs["checkpoints"] / CLIP_CHECKPOINT_FILE
-                save_file(ckpt, str(clip_path))
+        _save(u, unets[v])
+        if v in CHECKPOINT_VARIANTS:
+            ckpts[v] = dirs["checkpoints"] / CHECKPOINT_FILE.format(v)
+            _save(checkpoint(u), ckpts[v])
         if v in LORA_VARIANTS:
             loras[v] = dirs["loras"] / LORA_FILE.format(v)
-            save_file(lora_state_dict(u), str(loras[v]))
-        log.debug("wrote tiny model variant %s", v)
+            _save(lora_state_dict(u), loras[v])
+
+    clip_path = None
+    if clip:  # UNet "a" + TAESD + random CLIP-L, so CheckpointLoaderSimple -> CLIPTextEncode works
+        ckpt = checkpoint(unet_state_dict(variant_seed("a")))
+        ckpt.update({"cond_stage_model.transformer." + k: t for k, t in clip_l_state_dict().items()})
+        clip_path = dirs["checkpoints"] / CLIP_CHECKPOINT_FILE
+        _save(ckpt, clip_path)
     return TinyModels(base_dir=base, unet=unets, checkpoint=ckpts, lora=loras, vae=vae_path,
                       clip_checkpoint=clip_path)
 

@@ -1,0 +1,206 @@
+"""MultiModelGuider: a CFGGuider that runs AMDM over several members in one sampling pass.
+
+The base member goes through ComfyUI's unchanged CFGGuider path (wrappers, hooks, ControlNets
+keep working for it). Helpers are private clones that ride along as additional models of the
+base clone, so ONE load_models_gpu call loads every member; each helper gets the same per-model
+bookkeeping the stock guider does (conds copied, hooks, process_conds with its own BaseModel,
+pre_run/cleanup, model_options restored in finally). Inputs are never mutated.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+import comfy.hooks
+import comfy.model_patcher
+import comfy.sampler_helpers
+import comfy.samplers
+
+from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, amdm_sample
+from .host_stepper import HostStepper, MemberModel, check_sampler
+from .members import Member, check_compatible
+from .settings import AggregationSettings, DeviationSettings
+from .window import resolve_window
+
+HELPERS_KEY = "amdm_helpers"
+log = logging.getLogger("amdm")
+
+
+class MultiModelGuider(comfy.samplers.CFGGuider):
+    def __init__(self, members: list[Member], aggregation: AggregationSettings | None = None,
+                 deviation: DeviationSettings | None = None):
+        check_compatible(members)
+        base = members[0]
+        super().__init__(base.model.clone())        # private: additional models never touch the user's MODEL
+        self.set_conds(base.positive, base.negative)
+        self.set_cfg(base.cfg)
+        self.members = list(members)
+        self.aggregation = aggregation or AggregationSettings()
+        self.deviation = deviation
+        # a helper with weight 0 contributes nothing: it is neither loaded nor evaluated
+        self.helpers = [m for m in members[1:] if m.weight > 0]
+        self.subs = []
+        for m in self.helpers:
+            g = comfy.samplers.CFGGuider(m.model.clone())
+            g.set_conds(m.positive, m.negative)
+            g.set_cfg(m.cfg)
+            self.subs.append(g)
+        self.progress_hook = None        # set by Multi-Model Sampler for member-step progress
+        self.last_trace = None
+        self.last_window = None
+        self.last_seconds = None
+        self.weight_swaps = 0
+
+    # -- sample: the stock bookkeeping, mirrored for every helper ----------------------------
+    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
+               seed=None):
+        ms = self.model_patcher.get_model_object("model_sampling")
+        window = resolve_window(self.aggregation, sigmas, ms) if len(sigmas) > 1 else None
+        active = bool(self.subs) and window is not None and not window.empty
+        check_sampler(sampler, window_empty=not active)       # before any model is loaded
+        self.last_window = window
+        self._active = active
+        self._helper_noise = self._make_helper_noise(noise, seed) if active else []
+        saved = []
+        start = time.perf_counter()
+        try:
+            if active:
+                for g in self.subs:
+                    saved.append((g, g.model_options, g.model_patcher.hook_mode))
+                    g.conds = {k: [c.copy() for c in v] for k, v in g.original_conds.items()}
+                    comfy.samplers.preprocess_conds_hooks(g.conds)
+                    g.model_options = comfy.model_patcher.create_model_options_clone(g.model_options)
+                    if comfy.samplers.get_total_hook_groups_in_conds(g.conds) <= 1:
+                        g.model_patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
+                    comfy.sampler_helpers.prepare_model_patcher(g.model_patcher, g.conds, g.model_options)
+                    comfy.samplers.filter_registered_hooks_on_conds(g.conds, g.model_options)
+                extras = []
+                for g in self.subs:          # helpers' own ControlNets / GLIGEN / hook models
+                    extras += comfy.sampler_helpers.get_additional_models(g.conds, g.model_patcher.model_dtype())[0]
+                    extras += comfy.sampler_helpers.get_additional_models_from_model_options(g.model_options)
+                self.model_patcher.set_additional_models(HELPERS_KEY, [g.model_patcher for g in self.subs] + extras)
+            return super().sample(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+        finally:
+            for g, mo, hm in saved:
+                comfy.samplers.cast_to_load_options(g.model_options, device=g.model_patcher.offload_device)
+                g.model_options, g.model_patcher.hook_mode = mo, hm
+                g.model_patcher.restore_hook_patches()
+                g.conds = None
+            self.model_patcher.remove_additional_models(HELPERS_KEY)
+            self.last_seconds = time.perf_counter() - start
+
+    def _make_helper_noise(self, noise, seed):
+        """Independent noise continues the base seed's generator (as the reference code draws its
+        models' noises in sequence); 'shared' reuses the base noise."""
+        if self.aggregation.initial_noise == "shared" or not torch.any(noise != 0):
+            return [noise] * len(self.subs)
+        g = torch.Generator(device="cpu").manual_seed(0 if seed is None else int(seed))
+        torch.randn(noise.shape, generator=g, dtype=noise.dtype)       # the base's draw
+        return [torch.randn(noise.shape, generator=g, dtype=noise.dtype) for _ in self.subs]
+
+    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar,
+                     seed, **kwargs):
+        if not self._active:
+            return super().inner_sample(noise, latent_image, device, _AMDMSampler(sampler, self), sigmas,
+                                        denoise_mask, callback, disable_pbar, seed, **kwargs)
+        li = latent_image
+        if li is not None and torch.count_nonzero(li) > 0:
+            li = self.inner_model.process_latent_in(li)
+        for g in self.subs:
+            g.inner_model = g.model_patcher.model
+            g.conds = comfy.samplers.process_conds(g.inner_model, noise, g.conds, device, li, denoise_mask, seed,
+                                                   **kwargs)
+            mo = comfy.model_patcher.create_model_options_clone(g.model_options)
+            mo.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
+            g.amdm_model_options = mo
+            comfy.samplers.cast_to_load_options(g.model_options, device=device, dtype=g.model_patcher.model_dtype())
+            g.model_patcher.pre_run()
+        ok = False
+        try:
+            out = super().inner_sample(noise, latent_image, device, _AMDMSampler(sampler, self), sigmas,
+                                       denoise_mask, callback, disable_pbar, seed, **kwargs)
+            ok = True
+            return out
+        finally:
+            if not ok:       # on success the stock outer_sample cleans every additional model up
+                for g in self.subs:
+                    g.model_patcher.cleanup()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run_amdm(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise):
+        ms = self.inner_model.model_sampling
+        window = self.last_window if self._active else None
+        subs = self.subs if self._active else []
+        sharing = _sharing([self.model_patcher] + [g.model_patcher for g in subs])
+        denoisers = [MemberModel(model, extra_args, self.model_patcher, *sharing[0])]
+        initial = [x]
+        for i, g in enumerate(subs):
+            inpaint = comfy.samplers.KSamplerX0Inpaint(g, sigmas)
+            inpaint.latent_image, inpaint.noise = model.latent_image, model.noise
+            args = {"model_options": g.amdm_model_options, "seed": extra_args.get("seed"),
+                    "denoise_mask": extra_args.get("denoise_mask")}
+            denoisers.append(MemberModel(inpaint, args, g.model_patcher, *sharing[i + 1]))
+            n = self._helper_noise[i].to(x.device, x.dtype)
+            initial.append(ms.noise_scaling(sigmas[0], n, model.latent_image, max_denoise))
+        weights = [self.members[0].weight] + [m.weight for m in self.helpers][:len(subs)]
+        deviation = self.deviation.to_core(len(denoisers)) if self.deviation is not None else None
+        schedule = None
+        if deviation is not None and deviation.target == "reference":
+            if not hasattr(ms, "sigmas"):
+                raise ValueError("deviation target 'reference' needs a discrete-schedule model (SD1.x/SDXL)")
+            schedule = DiscreteSchedule.from_sigmas(ms.sigmas)
+        out, trace = amdm_sample(
+            denoisers, sigmas, initial, weights=weights, window=window or EMPTY_WINDOW,
+            stepper=HostStepper(host, extra_args.get("seed"), disable_pbar=disable),
+            mode=self.aggregation.mode, deviation=deviation, step_noise=self.aggregation.step_noise,
+            schedule=schedule, normalize_weights=self.aggregation.normalize_weights,
+            on_progress=self._progress(callback))
+        self.last_trace = trace
+        self.weight_swaps = sum(d.weight_swaps for d in denoisers)
+        return out
+
+    def _progress(self, callback):
+        if self.progress_hook is not None:
+            return self.progress_hook
+        if callback is None:
+            return None
+
+        def schedule_progress(k, j, denoised, x, done, total):   # the stock callback counts schedule steps
+            if k == 0:
+                callback({"i": j, "denoised": denoised, "x": x})
+        return schedule_progress
+
+
+def _sharing(patchers):
+    """Per member: (its model object is shared with another member, and their weight patches differ)."""
+    flags = []
+    for p in patchers:
+        others = [o for o in patchers if o is not p and p.is_clone(o)]
+        flags.append((bool(others), any(not p.clone_has_same_weights(o) for o in others)))
+    if any(swap for _, swap in flags):
+        log.warning("AMDM: members share one checkpoint with different weight patches (e.g. LoRAs); their "
+                    "patches are swapped before each of their evaluations inside the window (slower). Load "
+                    "the checkpoint once per member to avoid this.")
+    return flags
+
+
+class _AMDMSampler(comfy.samplers.KSAMPLER):
+    """Wraps the host SAMPLER: the stock KSAMPLER.sample does noise scaling, inpainting and the
+    callback plumbing, and calls our loop instead of the host function directly."""
+
+    def __init__(self, host, guider: MultiModelGuider):
+        super().__init__(self._sample, extra_options={}, inpaint_options=getattr(host, "inpaint_options", {}))
+        self.host, self.guider = host, guider
+        self._max_denoise = False
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        self._max_denoise = self.max_denoise(model_wrap, sigmas)
+        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
+                              disable_pbar)
+
+    def _sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+        return self.guider.run_amdm(model, x, sigmas, extra_args or {}, callback, disable, self.host,
+                                    self._max_denoise)

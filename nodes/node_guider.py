@@ -1,0 +1,33 @@
+"""Multi-Model Guider: the same aggregation as a GUIDER for SamplerCustomAdvanced."""
+from comfy_api.latest import io
+
+from .node_sampler import base_member_inputs, build_guider, config_inputs
+from .socket_types import CATEGORY
+
+
+class MultiModelGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="AMDM_MultiModelGuider",
+            display_name="Multi-Model Guider",
+            category=CATEGORY,
+            description="AMDM as a GUIDER: connect to SamplerCustomAdvanced to use any NOISE, SAMPLER and SIGMAS "
+                        "(custom schedules, split sigmas). Same members and configuration as the Multi-Model Sampler; "
+                        "the window in steps counts the SIGMAS given to the sampler.",
+            inputs=base_member_inputs() + [
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="The base model's classifier-free guidance scale."),
+                io.Float.Input("base_weight", default=0.5, min=0.0, max=100.0, step=0.01,
+                               tooltip="The base model's aggregation weight (scaled with the helpers' to sum of squares 1)."),
+            ] + config_inputs(),
+            outputs=[io.Guider.Output(display_name="GUIDER", tooltip="For SamplerCustomAdvanced.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, members, cfg, base_weight, aggregation=None,
+                deviation=None) -> io.NodeOutput:
+        hidden_id = cls.hidden.unique_id if cls.hidden else None
+        return io.NodeOutput(build_guider(hidden_id, model, positive, negative, cfg, base_weight, members,
+                                          aggregation, deviation))

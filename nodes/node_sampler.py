@@ -1,0 +1,116 @@
+"""Multi-Model Sampler: a KSampler whose model is aggregated with helper members (AMDM)."""
+from __future__ import annotations
+
+import logging
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+from comfy_api.latest import io, ui
+
+from ..amdm_core import active_members
+from .guider import MultiModelGuider
+from .members import Member, check_member_values, member_label
+from .settings import AggregationSettings, DeviationSettings
+from .socket_types import CATEGORY, Aggregation, DeviationConfig, Members
+from .summary import build_summary, summary_json, summary_text
+from .window import resolve_window
+
+log = logging.getLogger("amdm")
+
+
+def base_member_inputs():
+    """The base member's inputs, shared by the sampler and the guider (same names, same order)."""
+    return [
+        io.Model.Input("model", display_name="base model",
+                       tooltip="The specified (base) model: the one whose result you get. Helpers are aggregated into it."),
+        io.Conditioning.Input("positive", display_name="base positive", tooltip="The base model's positive conditioning."),
+        io.Conditioning.Input("negative", display_name="base negative", tooltip="The base model's negative conditioning."),
+        Members.Input("members", tooltip="Helper members: the output of a Multi-Model Member chain (1 to 7 helpers)."),
+    ]
+
+
+def config_inputs():
+    return [
+        Aggregation.Input("aggregation", optional=True,
+                          tooltip="From Spherical Aggregate. Unconnected: spherical, percent window 0-0.2, independent noise."),
+        DeviationConfig.Input("deviation", optional=True,
+                              tooltip="From Deviation Optimize. Unconnected: faithful step 0.35 on the base model."),
+    ]
+
+
+def build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation):
+    label = member_label(0, hidden_id)
+    check_member_values(label, model, positive, negative, cfg, base_weight)
+    if not isinstance(members, (tuple, list)):
+        raise ValueError("'members' is not a member chain; connect a Multi-Model Member output to 'members'.")
+    base = Member(model, positive, negative, float(cfg), float(base_weight), label)
+    if base_weight == 0 and all(m.weight == 0 for m in members):
+        raise ValueError(f"{label}: 'base_weight' and every helper weight are 0; give at least one a positive weight.")
+    return MultiModelGuider([base, *members], aggregation, deviation if deviation is not None else DeviationSettings())
+
+
+class MultiModelSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="AMDM_MultiModelSampler",
+            display_name="Multi-Model Sampler",
+            category=CATEGORY,
+            description="AMDM (Aggregation of Multiple Diffusion Models): the base model and its helpers each keep "
+                        "their own trajectory; in the early window their states are spherically aggregated after "
+                        "every step and pulled back by deviation optimization, then the base finishes alone. Works "
+                        "with every ComfyUI sampler and scheduler. With helper weights 0 it equals KSampler.",
+            inputs=base_member_inputs() + [
+                io.Latent.Input("latent_image", tooltip="The latent to denoise (empty latent, or an encoded image with denoise < 1)."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="Seed of the base noise; helpers' independent noises continue the same generator."),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="The base model's classifier-free guidance scale (each helper has its own)."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                               tooltip="Any ComfyUI sampler. Inside the window each member takes this sampler's "
+                                       "single steps (multistep history restarts); CFG++ samplers only outside it."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="Any ComfyUI scheduler."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Amount of denoising, as in KSampler (img2img below 1)."),
+                io.Float.Input("base_weight", default=0.5, min=0.0, max=100.0, step=0.01,
+                               tooltip="The base model's aggregation weight (paper's omega = 0.5 with a helper at 0.866). "
+                                       "Weights are scaled to sum of squares 1."),
+            ] + config_inputs(),
+            outputs=[
+                io.Latent.Output(display_name="LATENT", tooltip="The base model's denoised latent."),
+                io.String.Output(display_name="summary", tooltip="Run summary: window in steps and sigmas, evaluations per member, time."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, members, latent_image, seed, steps, cfg, sampler_name, scheduler,
+                denoise, base_weight, aggregation=None, deviation=None) -> io.NodeOutput:
+        hidden_id = cls.hidden.unique_id if cls.hidden else None
+        guider = build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation)
+        latent = latent_image.copy()
+        samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+        ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
+                                     scheduler=scheduler, denoise=denoise, model_options=model.model_options)
+        sigmas = ks.sigmas
+        agg = guider.aggregation
+        window = resolve_window(agg, sigmas, model.get_model_object("model_sampling")) if len(sigmas) > 1 else None
+        k_active = len(active_members([guider.members[0].weight] + [m.weight for m in guider.helpers]))
+        total = max(1, len(sigmas) - 1 + (k_active - 1) * (window.helper_steps if window else 0))
+        preview = latent_preview.prepare_callback(model, total)
+        # one monotonic bar over every member step, with previews of whichever member just stepped
+        guider.progress_hook = lambda k, j, denoised, x, done, planned: preview(done - 1, denoised, x, planned)
+        out_samples = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler_name), sigmas,
+                                    denoise_mask=latent.get("noise_mask"), callback=None,
+                                    disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        out = latent.copy()
+        out["samples"] = out_samples.to(comfy.model_management.intermediate_device())
+        summary = build_summary(guider, sigmas, sampler_name, scheduler)
+        text = summary_text(summary)
+        log.info(text)
+        return io.NodeOutput(out, text, ui={"text": [text], "amdm_summary": [summary_json(summary)]})

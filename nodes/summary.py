@@ -1,0 +1,55 @@
+"""The run summary shown on the node (UI text), returned as a STRING, and logged."""
+from __future__ import annotations
+
+import json
+
+
+def build_summary(guider, sigmas, sampler_name: str = "", scheduler: str = "") -> dict:
+    trace, window = guider.last_trace, guider.last_window
+    members = [guider.members[0]] + list(guider.helpers)
+    evaluations = list(trace.evaluations) if trace else [0] * len(members)
+    evaluations += [0] * (len(members) - len(evaluations))
+    aggregated = bool(trace and trace.aggregated_steps)
+    n_steps = len(sigmas) - 1
+    return {
+        "steps": n_steps,
+        "sampler": sampler_name,
+        "scheduler": scheduler,
+        "window_steps": [trace.aggregated_steps[0], trace.aggregated_steps[-1]] if aggregated else None,
+        "window_sigmas": [round(float(sigmas[trace.aggregated_steps[0]]), 4),
+                          round(float(sigmas[trace.aggregated_steps[-1]]), 4)] if aggregated else None,
+        "aggregation": guider.aggregation.mode,
+        "deviation": None if guider.deviation is None else {
+            "step": guider.deviation.step, "mode": guider.deviation.mode, "target": guider.deviation.target,
+            "members": guider.deviation.members},
+        "members": [{"label": m.label, "base": i == 0, "weight": m.weight, "cfg": m.cfg,
+                     "normalized_weight": round(trace.weights[i], 4) if trace and i < len(trace.weights) else None,
+                     "evaluations": evaluations[i]} for i, m in enumerate(members)],
+        "switched_off": [m.label for m in guider.members[1:] if m.weight == 0],
+        "total_evaluations": sum(evaluations),
+        "norm_ratio": [round(r, 3) for r in trace.norm_ratio] if trace else [],
+        "weight_swaps": guider.weight_swaps,
+        "seconds": round(guider.last_seconds or 0.0, 3),
+    }
+
+
+def summary_text(s: dict) -> str:
+    if s["window_steps"]:
+        a, b = s["window_steps"]
+        window = (f"aggregated steps {a}-{b} of {s['steps']} (sigma {s['window_sigmas'][0]:g} -> "
+                  f"{s['window_sigmas'][1]:g}, {s['aggregation']})")
+    else:
+        window = f"no aggregation in {s['steps']} steps (window empty or helpers off): base model alone"
+    lines = [f"AMDM: {window}"]
+    for m in s["members"]:
+        tag = " [base]" if m["base"] else ""
+        lines.append(f"  {m['label']}{tag}: weight {m['weight']:g} (normalized {m['normalized_weight']}), "
+                     f"cfg {m['cfg']:g}, {m['evaluations']} evaluations")
+    for label in s["switched_off"]:
+        lines.append(f"  {label}: weight 0, not loaded or evaluated")
+    lines.append(f"  total {s['total_evaluations']} model evaluations in {s['seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+def summary_json(s: dict) -> str:
+    return json.dumps(s, sort_keys=True)

@@ -1,0 +1,46 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Appended, never inserted in front: the repo's nodes/ package would shadow ComfyUI's nodes.py.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
+
+
+class _RepoRootIsNotATestPackage:
+    """The repo root is the node pack, so it has an __init__.py. pytest would collect it as a
+    Package and import that __init__.py (as module "main", for xunit setup_module) before any test
+    under it runs: a second copy of the pack, imported outside ComfyUI's loader. Collect the root
+    as a plain directory instead. Registered as a plugin because conftest hooks only see paths
+    at or below their own directory."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        if Path(path) == REPO_ROOT:
+            return pytest.Dir.from_parent(parent, path=path)
+        return None
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_RepoRootIsNotATestPackage(), "amdm-repo-root-is-not-a-test-package")
+
+
+def load_file_module(name: str, path: Path):
+    """Import a helper file under a fixed module name (tests/ is not a package; importlib mode)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_set(tmp_path_factory):
+    """Tiny SD1.5-format models (tests/host/make_tiny_models.py), generated once per session and
+    shared by the in-process host layer and the server layer."""
+    gen = load_file_module("amdm_test_make_tiny_models", REPO_ROOT / "tests" / "host" / "make_tiny_models.py")
+    return gen.make_models(tmp_path_factory.mktemp("tiny_models"))
