@@ -201,6 +201,7 @@ class _AMDMSampler(comfy.samplers.KSAMPLER):
         return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
                               disable_pbar)
 
+    @torch.no_grad()
     def _sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return self.guider.run_amdm(model, x, sigmas, extra_args or {}, callback, disable, self.host,
                                     self._max_denoise)

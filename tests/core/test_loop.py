@@ -13,6 +13,19 @@ SD = DiscreteSchedule.scaled_linear()
 SHAPE = (2, 4, 16, 16)
 
 
+def _load_reference_code():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "reference_code.py"
+    spec = importlib.util.spec_from_file_location("amdm_test_reference_code", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+reference_code_ddim = _load_reference_code().reference_code_ddim
+
+
 def members(gen, k, std=0.6):
     return [gaussian_denoiser(torch.randn(SHAPE, generator=gen), std) for _ in range(k)]
 
@@ -146,37 +159,6 @@ def test_faithful_deviation_moves_base_a_fixed_distance_toward_its_own_mean(gen)
     assert torch.allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
-def reference_code_ddim(eps_fns, xT_vp, timesteps, schedule, weights, ps, start, end):
-    """An independent re-implementation of the reference code's arithmetic (interactmigc.py):
-    DDIM eta 0 in VP units per model, mixed = sum w x_next, then for EVERY model
-    x = mixed - p (mixed - mu) / ||mixed - mu|| with the code's one-step-lagged mu.
-    Per-sample norms (B=1 here, where the code's whole-batch norm is the same)."""
-    ac = schedule.alphas_cumprod
-    delta = timesteps[0] - timesteps[1]
-    xs = [x.double() for x in xT_vp]
-    eps_prev = [None] * len(xs)
-    for i, t in enumerate(timesteps):
-        t_prev = t - delta
-        ab_t = float(ac[t])
-        ab_prev = float(ac[t_prev]) if t_prev >= 0 else 1.0       # ComfyUI ends at sigma 0
-        eps = [f(x, t) for f, x in zip(eps_fns, xs)]
-        nxt = []
-        for x, e in zip(xs, eps):
-            x0 = (x - math.sqrt(1 - ab_t) * e) / math.sqrt(ab_t)
-            nxt.append(math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * e)
-        if i > 0 and start <= i <= end:
-            mixed = sum(w * x for w, x in zip(weights, nxt))
-            tc = t + delta                                        # the code's "t + 1"
-            a = float(ac[tc] / ac[tc - 1])
-            mus = [x / math.sqrt(a) - (1 - a) / (math.sqrt(1 - float(ac[tc])) * math.sqrt(a)) * ep
-                   for x, ep in zip(xs, eps_prev)]
-            xs = [mixed - p * (mixed - mu) / (mixed - mu).norm() for p, mu in zip(ps, mus)]
-        else:
-            xs = nxt
-        eps_prev = eps
-    return xs[0]
-
-
 @pytest.mark.parametrize("k, n, end", [(2, 20, 3), (2, 10, 3), (3, 10, 3)])
 def test_reference_preset_reproduces_reference_code_arithmetic(gen, k, n, end):
     shape = (1, 4, 16, 16)
@@ -198,7 +180,7 @@ def test_reference_preset_reproduces_reference_code_arithmetic(gen, k, n, end):
     n_el = shape[1] * shape[2] * shape[3]
     s0 = float(sig[0])
     ref = reference_code_ddim([eps_fn(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
-                              timesteps, SD, weights, ps, 1, end)
+                              timesteps, SD.alphas_cumprod, weights, ps, 1, end)
     preset = REFERENCE_COMPATIBLE
     dev = Deviation(step=[p / math.sqrt(n_el) for p in ps], mode=preset.deviation.mode,
                     target=preset.deviation.target, members=preset.deviation.members)

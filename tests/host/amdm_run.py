@@ -18,10 +18,12 @@ class AMDMRunner:
 
     def sample(self, model, positive, negative, members, latent, *, seed=42, steps=4, cfg=2.0, sampler_name="euler",
                scheduler="normal", denoise=1.0, base_weight=1.0, aggregation=None, deviation=None):
-        """Multi-Model Sampler -> (LATENT dict, summary text, ui dict)."""
-        out = self.nodes.node_sampler.MultiModelSampler.execute(
-            model, positive, negative, members, latent, seed, steps, cfg, sampler_name, scheduler, denoise,
-            base_weight, aggregation, deviation)
+        """Multi-Model Sampler -> (LATENT dict, summary text, ui dict), under inference mode as
+        ComfyUI's executor runs nodes."""
+        with torch.inference_mode():
+            out = self.nodes.node_sampler.MultiModelSampler.execute(
+                model, positive, negative, members, latent, seed, steps, cfg, sampler_name, scheduler, denoise,
+                base_weight, aggregation, deviation)
         return out.args[0], out.args[1], out.ui
 
     def guider(self, model, positive, negative, members, cfg=2.0, base_weight=1.0, aggregation=None, deviation=None):

@@ -4,6 +4,11 @@ loaders, stock samplers. The only test double allowed is the load_models_gpu *re
 ComfyUI comes from $COMFYUI_PATH, else <repo>/.cache/ComfyUI (scripts/setup_env.sh). It goes to
 sys.path[0]: the repo root has a nodes/ package that would shadow ComfyUI's top-level nodes.py.
 Set AMDM_TEST_GPU=1 to leave ComfyUI's device choice alone (default: args.cpu = True).
+
+torch runs on ONE CPU thread unless AMDM_TEST_THREADS (or OMP_NUM_THREADS) says otherwise: with
+the tiny models one thread is about as fast, results no longer depend on the machine's core count,
+and two busy torch processes on a 2-core box (tests + server, or two sessions) do not fall into
+OpenMP oversubscription, which was measured at 10-15x slower.
 """
 from __future__ import annotations
 
@@ -22,6 +27,18 @@ COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "Co
 COMFY_PRESENT = (COMFYUI_PATH / "nodes.py").is_file() and (COMFYUI_PATH / "comfy" / "model_management.py").is_file()
 TEST_NODES_INIT = REPO_ROOT / "tests" / "fixtures" / "comfy_test_nodes" / "__init__.py"
 PACK_MODULE = "amdm_pack"
+
+def test_threads() -> int | None:
+    """Thread count the test layers give torch; None = leave torch's default (OMP_NUM_THREADS set)."""
+    if os.environ.get("AMDM_TEST_THREADS"):
+        return int(os.environ["AMDM_TEST_THREADS"])
+    return None if os.environ.get("OMP_NUM_THREADS") else 1
+
+
+if test_threads() is not None:
+    import torch
+
+    torch.set_num_threads(test_threads())
 
 if COMFY_PRESENT:
     _p = str(COMFYUI_PATH)

@@ -36,3 +36,97 @@ def test_aggregation_changes_the_result_and_is_deterministic(amdm, model_a, mode
     alone = stock_ksampler(model_a, pos, neg, empty_latent(), steps=8)
     assert torch.equal(a1["samples"], a2["samples"])
     assert not torch.allclose(a1["samples"], alone["samples"], atol=1e-3)
+
+
+def sampler_names(comfy):
+    return list(comfy.samplers.KSampler.SAMPLERS)
+
+
+def test_every_host_sampler_runs_inside_the_window(amdm, comfy, model_a, model_b, make_cond, empty_latent):
+    """Every sampler ComfyUI lists: CFG++ ones are refused with a clear message, all others run the
+    window per member and give finite, reproducible latents with the expected helper evaluations."""
+    pos, neg = make_cond(1), make_cond(0.0)
+    helper, helper_calls = amdm.count_calls(model_b)
+    chain = amdm.chain(helper, make_cond(2), neg, cfg=2.0, weight=0.866)
+    agg = amdm.aggregation(window_unit="steps", window_start=1, window_end=2)
+    failures = []
+    for sampler_name in sampler_names(comfy):
+        helper_calls.clear()
+        kw = dict(steps=5, base_weight=0.5, aggregation=agg, sampler_name=sampler_name, scheduler="karras")
+        if "cfg_pp" in sampler_name:
+            with pytest.raises(ValueError, match="CFG\\+\\+ sampler"):
+                amdm.sample(model_a, pos, neg, chain, empty_latent(), **kw)
+            continue
+        out, text, _ = amdm.sample(model_a, pos, neg, chain, empty_latent(), **kw)
+        again, *_ = amdm.sample(model_a, pos, neg, chain, empty_latent(), **kw)
+        if not torch.isfinite(out["samples"]).all():
+            failures.append(f"{sampler_name}: not finite")
+        if not torch.equal(out["samples"], again["samples"]):
+            failures.append(f"{sampler_name}: not reproducible")
+        if "aggregated steps 1-2" not in text or len(helper_calls) < 2 * 3:   # 3 helper steps, each run twice
+            failures.append(f"{sampler_name}: {text!r}, helper calls {len(helper_calls)}")
+    assert not failures, failures
+
+
+def test_multistep_history_restarts_inside_the_window(amdm, model_a, model_b, make_cond, empty_latent):
+    """Inside the window dpmpp_2m takes first-order steps (== euler up to float error); after the
+    window it uses its history again."""
+    pos, neg = make_cond(1), make_cond(0.0)
+    chain = amdm.chain(model_b, make_cond(2), neg, weight=0.866)
+    full = amdm.aggregation(window_unit="steps", window_start=1, window_end=5)          # every step
+    part = amdm.aggregation(window_unit="steps", window_start=1, window_end=1)
+    kw = dict(steps=6, base_weight=0.5, scheduler="karras")
+    e_full, *_ = amdm.sample(model_a, pos, neg, chain, empty_latent(), sampler_name="euler", aggregation=full, **kw)
+    d_full, *_ = amdm.sample(model_a, pos, neg, chain, empty_latent(), sampler_name="dpmpp_2m", aggregation=full, **kw)
+    assert torch.allclose(e_full["samples"], d_full["samples"], rtol=1e-4, atol=1e-4)
+    e_part, *_ = amdm.sample(model_a, pos, neg, chain, empty_latent(), sampler_name="euler", aggregation=part, **kw)
+    d_part, *_ = amdm.sample(model_a, pos, neg, chain, empty_latent(), sampler_name="dpmpp_2m", aggregation=part, **kw)
+    assert (e_part["samples"] - d_part["samples"]).abs().max() > 1e-3
+
+
+def test_stochastic_noise_policies(amdm, model_a, make_cond, empty_latent):
+    """euler_ancestral in the window. Identical members with shared initial and step noise under
+    slerp leave the state untouched (norm ratio exactly 1). Shared step noise under spherical
+    weights would add the noise coherently and is refused; independent draws are the default."""
+    import json
+    pos, neg = make_cond(1), make_cond(0.0)
+    same = amdm.chain(model_a, pos, neg, cfg=2.0, weight=1.0)
+    win = dict(window_unit="steps", window_start=1, window_end=3)
+    shared = amdm.aggregation(mode="slerp", initial_noise="shared", step_noise="shared", **win)
+    _, _, ui = amdm.sample(model_a, pos, neg, same, empty_latent(), steps=6, sampler_name="euler_ancestral",
+                           aggregation=shared, deviation=amdm.deviation(step=0.0))
+    ratios = json.loads(ui["amdm_summary"][0])["norm_ratio"]
+    assert ratios == pytest.approx([1.0, 1.0, 1.0], abs=1e-4)
+    coherent = amdm.aggregation(step_noise="shared", **win)
+    with pytest.raises(ValueError, match="inflates it"):
+        amdm.sample(model_a, pos, neg, same, empty_latent(), steps=6, sampler_name="euler_ancestral",
+                    aggregation=coherent)
+    # the same setting is harmless, and allowed, with a deterministic sampler
+    out, *_ = amdm.sample(model_a, pos, neg, same, empty_latent(), steps=6, sampler_name="euler", aggregation=coherent)
+    assert torch.isfinite(out["samples"]).all()
+    with pytest.raises(ValueError, match="initial_noise 'shared' with mode 'spherical'"):
+        amdm.aggregation(initial_noise="shared")
+
+
+@pytest.mark.parametrize("denoise, masked, batch", [(0.6, False, 1), (1.0, True, 1), (1.0, False, 2)])
+def test_img2img_inpaint_and_batch_with_aggregation(amdm, model_a, model_b, make_cond, empty_latent, denoise, masked,
+                                                    batch):
+    pos, neg = make_cond(1), make_cond(0.0)
+    chain = amdm.chain(model_b, make_cond(2), neg, weight=0.866)
+    latent = amdm.random_latent((batch, 4, 8, 8)) if (denoise < 1 or masked) else empty_latent(64, 64, batch)
+    if masked:
+        mask = torch.zeros(1, 1, 8, 8)
+        mask[..., 2:6, 2:6] = 1.0
+        latent = dict(latent, noise_mask=mask)
+    agg = amdm.aggregation(window_unit="steps", window_start=1, window_end=2)
+    out, text, _ = amdm.sample(model_a, pos, neg, chain, latent, steps=5, denoise=denoise, base_weight=0.5,
+                               aggregation=agg)
+    s = out["samples"]
+    assert s.shape == (batch, 4, 8, 8) and torch.isfinite(s).all()
+    assert "aggregated steps 1-2 of 5" in text
+    if masked:   # outside the mask the input latent is kept exactly as the stock inpaint path keeps it
+        keep = (mask.expand_as(s) == 0)
+        assert torch.allclose(s[keep], latent["samples"][keep], atol=1e-5)
+        assert not torch.allclose(s[~keep], latent["samples"][~keep], atol=1e-3)
+    if batch == 2:
+        assert not torch.allclose(s[0], s[1])

@@ -92,6 +92,19 @@ def test_checkpoint_and_vae_decode(comfy, tiny_models, stock_ksampler, model_a):
     assert torch.equal(comfy.nodes.VAEDecode().decode(vae2, lat)[0], img)
 
 
+def test_clip_checkpoint_encodes_text(comfy, tiny_clip_checkpoint, stock_ksampler):
+    """The all-stock route: CheckpointLoaderSimple (random fp8 CLIP-L) -> CLIPTextEncode -> KSampler."""
+    model, clip, _vae = comfy.nodes.CheckpointLoaderSimple().load_checkpoint(tiny_clip_checkpoint)[:3]
+    assert clip is not None
+    pos = comfy.nodes.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
+    neg = comfy.nodes.CLIPTextEncode().encode(clip, "")[0]
+    assert pos[0][0].shape == (1, 77, 768) and pos[0][1]["pooled_output"].shape == (1, 768)
+    assert torch.isfinite(pos[0][0]).all() and pos[0][0].std() > 0.1
+    assert not torch.equal(pos[0][0], neg[0][0])
+    lat = stock_ksampler(model, pos, neg, seed=42)["samples"]
+    assert torch.isfinite(lat).all() and lat.std() > 1.0
+
+
 def test_load_models_gpu_recorder_sees_the_sampled_model(model_a, record_load_models_gpu, stock_ksampler):
     stock_ksampler(model_a, seed=1)
     calls = record_load_models_gpu.calls_with(model_a)

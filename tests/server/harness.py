@@ -213,6 +213,9 @@ class ComfyClient:
                     raw = ws.recv()
                 except websocket.WebSocketTimeoutException:
                     continue
+                except (websocket.WebSocketException, OSError) as e:
+                    raise ServerError(f"websocket lost while running prompt {prompt_id}: {e!r}\n"
+                                      f"--- server log tail ---\n{self._log_tail()}") from e
                 if not isinstance(raw, str):
                     continue  # binary preview frames
                 msg = json.loads(raw)
@@ -274,6 +277,12 @@ class ComfyServer:
         self.port = free_port()
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    DO_NOT_TRACK="1")
+        # One torch thread by default (as the in-process layer): same numbers on any core count,
+        # and no OpenMP oversubscription against other torch processes on a small CI box.
+        if os.environ.get("AMDM_TEST_THREADS"):
+            env["OMP_NUM_THREADS"] = os.environ["AMDM_TEST_THREADS"]
+        else:
+            env.setdefault("OMP_NUM_THREADS", "1")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"\n$ {' '.join(self._command(front_end_root))}\n".encode())
@@ -300,13 +309,22 @@ class ComfyServer:
         raise ServerError(f"ComfyUI did not answer /object_info within {timeout:.0f} s\n"
                           f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
 
+    def _launch(self, front_end_root: Path | None, timeout: float) -> bool:
+        # free_port() releases the port before the server binds it: retry if someone took it
+        for _ in range(3):
+            self._spawn(front_end_root)
+            if self._wait_ready(timeout):
+                return True
+            if "address already in use" not in self.log_tail(30).lower():
+                return False
+        return False
+
     def start(self, timeout: float = 120.0) -> ComfyClient:
         t0 = time.monotonic()
         self.prepare()
-        self._spawn(None)
-        if not self._wait_ready(timeout):
-            log = self.log_tail(200).lower()
-            if "frontend" not in log:
+        if not self._launch(None, timeout):
+            log = self.log_tail(200)
+            if "comfyui-frontend-package" not in log and "frontend_management" not in log:
                 raise ServerError(f"ComfyUI exited with code {self.proc.returncode} during start-up\n"
                                   f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
             # the frontend package is missing or broken: a folder with an index.html will do
@@ -314,8 +332,7 @@ class ComfyServer:
             stub.mkdir(exist_ok=True)
             (stub / "index.html").write_text("<html><body>frontend stub for tests</body></html>\n")
             self.frontend = "stub"
-            self._spawn(stub)
-            if not self._wait_ready(timeout):
+            if not self._launch(stub, timeout):
                 raise ServerError(f"ComfyUI exited with code {self.proc.returncode} during start-up "
                                   f"(also with --front-end-root)\n--- {self.log_path} (tail) ---\n{self.log_tail()}")
         self.startup_s = time.monotonic() - t0

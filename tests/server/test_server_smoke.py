@@ -71,9 +71,11 @@ def test_invalid_prompt_is_rejected_with_node_errors(comfy_server):
     assert body["error"]["type"] == "prompt_outputs_failed_validation"
     assert body["node_errors"]["1"]["errors"][0]["type"] == "value_not_in_list"
     assert body["node_errors"]["5"]["errors"][0]["type"] == "value_smaller_than_min"
+    # an unknown class is rejected before per-node validation: empty node_errors
     with pytest.raises(PromptRejected) as exc:
         comfy_server.run({"1": node("NoSuchNode")})
     assert exc.value.status == 400
+    assert exc.value.body["error"]["type"] == "invalid_prompt" and exc.value.body["node_errors"] == {}
 
 
 def test_decode_and_save_image_then_view(comfy_server):
