@@ -115,16 +115,21 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                 *, weights: Sequence[float], window: StepWindow, stepper: Stepper, mode: str = "spherical",
                 deviation: Optional[Deviation] = None, step_noise: str = "independent",
                 schedule: Optional[DiscreteSchedule] = None, normalize_weights: bool = True,
+                active: Optional[Sequence[Sequence[bool]]] = None,
                 on_progress: Optional[ProgressHook] = None) -> tuple[torch.Tensor, Trace]:
     """Run AMDM; returns the specified member's final state (k-space) and the Trace.
 
     denoisers[k](x, sigma[B]) -> denoised x0 prediction of member k (CFG inside); member 0 is the
     specified model. initial_states[k] is member k's state at sigmas[0] (independent noise per
     member is the safe default; see README). weights are raw member weights, scaled to unit L2
-    norm unless normalize_weights=False (the reference's 3-model weights are not unit norm).
+    norm over the members taking part in a step unless normalize_weights=False (the reference's
+    3-model weights are not unit norm).
     step_noise, for stochastic steppers: "independent" = each member draws its own noise and the
     post-noise states are aggregated (variance kept by sum w^2 = 1); "shared" = one draw per step
     for all members, added after aggregating the pre-noise means (needs stepper.separates_noise).
+    active[k][j] (optional): member k is active at step j (its noise range). Helpers run only at
+    active steps up to the window's end; one that becomes active after step 0 joins from the base
+    member's state. The base member must be active at every step.
     """
     K = len(denoisers)
     if K < 1 or len(initial_states) != K or len(weights) != K:
@@ -139,16 +144,22 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                          "by sum of weights); use independent step noise or slerp with this sampler")
     if deviation is not None and deviation.target == "reference" and schedule is None:
         raise ValueError("the reference mu target needs the model's discrete schedule")
-    w = spherical_weights(weights) if normalize_weights else [float(v) for v in weights]
     n_steps = len(sigmas) - 1
-    members = active_members(w)
-    if len(members) == 1 or window.empty:
-        members, window = [0], StepWindow(1, 0)
-    win_end = window.end if not window.empty else -1
+    if active is not None and (len(active) != K or any(len(a) != n_steps for a in active)):
+        raise ValueError(f"active needs {K} rows of {n_steps} steps")
+    if active is not None and not all(active[0]):
+        raise ValueError("the base member must be active at every step of an AMDM run")
+    raw = [float(v) for v in weights]
+    w = spherical_weights(raw) if normalize_weights else raw
+    win_end = -1 if window.empty else window.end
+    runs = {k: [j for j in range(win_end + 1) if active is None or active[k][j]]
+            for k in active_members(w)[1:]}
+    runs = {k: r for k, r in runs.items() if r}
+    if not runs:
+        window, win_end = StepWindow(1, 0), -1
     den = [_Counted(f) for f in denoisers]
-    trace = Trace(window=window, steps=n_steps, weights=[w[k] for k in range(K)],
-                  evaluations=[0] * K, member_steps=[0] * K)
-    trace.planned_member_steps = n_steps + (len(members) - 1) * window.helper_steps
+    trace = Trace(window=window, steps=n_steps, weights=list(w), evaluations=[0] * K, member_steps=[0] * K)
+    trace.planned_member_steps = n_steps + sum(len(r) for r in runs.values())
     done = 0
 
     def progress(k, j, x):
@@ -158,10 +169,14 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
         if on_progress is not None:
             on_progress(k, j, den[k].last_denoised, x, done, trace.planned_member_steps)
 
-    x = {k: initial_states[k] for k in members}
+    x = {0: initial_states[0]}
     prev_first = {}                       # member -> (x_in, denoised, sigma) of the previous step
     for j in range(win_end + 1):
         s, s_next = sigmas[j], sigmas[j + 1]
+        members = [0] + [k for k, r in runs.items() if j in r]
+        for k in members:
+            if k not in x:                # a helper starts: its own noise at step 0, else the base's state
+                x[k] = initial_states[k] if j == 0 else x[0]
         results: dict[int, StepResult] = {}
         entering = dict(x)
         for k in members:
@@ -169,14 +184,16 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
             stream = 0 if step_noise == "shared" else k
             results[k] = stepper.step(den[k], x[k], s, s_next, j, stream)
             progress(k, j, results[k].state)
-        if j in window:
-            x = _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, entering,
+        if j in window and len(members) > 1:
+            wj = spherical_weights([raw[k] for k in members]) if normalize_weights else [raw[k] for k in members]
+            x = _aggregate_step(results, members, wj, mode, deviation, step_noise, stepper, entering,
                                 prev_first, float(s), float(s_next), schedule, trace)
             trace.aggregated_steps.append(j)
             trace.aggregated_sigmas.append(float(s_next))
         else:
             x = {k: r.state for k, r in results.items()}
         prev_first = {k: (den[k].first[0], den[k].first[1], float(s)) for k in members}
+        x = {k: v for k, v in x.items() if k == 0 or (j + 1) in runs.get(k, ())}
 
     out = x[0]
     if win_end + 1 < n_steps:
@@ -198,7 +215,7 @@ def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, e
         c = vp_scale(sigma_next)
         parts = {k: results[k].state for k in members}
     u = [parts[k] / c for k in members]
-    x_hat = spherical_aggregate(u, [w[k] for k in members], mode)
+    x_hat = spherical_aggregate(u, w, mode)            # w is aligned with members
     base_in = batch_norm(u[0]).clamp_min(1e-30)
     trace.norm_ratio.append(float((batch_norm(x_hat) / base_in).mean()))
     new = {}

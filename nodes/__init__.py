@@ -2,12 +2,14 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .node_aggregate import SphericalAggregate
+from .node_compose import ComposePredictions
 from .node_deviation import DeviationOptimize
 from .node_guider import MultiModelGuider
 from .node_member import MultiModelMember
 from .node_sampler import MultiModelSampler
 
-NODES = [MultiModelSampler, MultiModelMember, SphericalAggregate, DeviationOptimize, MultiModelGuider]
+NODES = [MultiModelSampler, MultiModelMember, SphericalAggregate, DeviationOptimize, MultiModelGuider,
+         ComposePredictions]
 
 
 class AMDMExtension(ComfyExtension):

@@ -18,27 +18,36 @@ import comfy.model_patcher
 import comfy.sampler_helpers
 import comfy.samplers
 
-from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, amdm_sample
+from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, Trace, amdm_sample
+from ..amdm_core.ranges import steps_in_range
+from .compose_model import ComposeModel
 from .host_stepper import HostStepper, MemberModel, check_sampler
-from .members import Member, check_compatible
-from .settings import AggregationSettings, DeviationSettings
-from .window import resolve_window
+from .members import Member, MemberError, check_compatible
+from .settings import AggregationSettings, ComposeSettings, DeviationSettings
+from .window import resolve_compose_window, resolve_range, resolve_window
 
 HELPERS_KEY = "amdm_helpers"
 log = logging.getLogger("amdm")
 
 
 class MultiModelGuider(comfy.samplers.CFGGuider):
-    def __init__(self, members: list[Member], aggregation: AggregationSettings | None = None,
+    def __init__(self, members: list[Member], aggregation: AggregationSettings | ComposeSettings | None = None,
                  deviation: DeviationSettings | None = None):
         check_compatible(members)
         base = members[0]
+        aggregation = aggregation or AggregationSettings()
+        if not isinstance(aggregation, (AggregationSettings, ComposeSettings)):
+            raise ValueError("'aggregation' must come from a Spherical Aggregate or Compose Predictions node.")
+        if isinstance(aggregation, AggregationSettings) and not base.noise_range.everywhere:
+            raise MemberError(f"the {base.label} has a noise range; with Spherical Aggregate (AMDM) the base model "
+                              f"carries the result over the whole schedule. Use Compose Predictions for handoffs.")
         super().__init__(base.model.clone())        # private: additional models never touch the user's MODEL
         self.set_conds(base.positive, base.negative)
         self.set_cfg(base.cfg)
         self.members = list(members)
-        self.aggregation = aggregation or AggregationSettings()
-        self.deviation = deviation
+        self.aggregation = aggregation
+        self.composing = isinstance(aggregation, ComposeSettings)
+        self.deviation = None if self.composing else deviation
         # a helper with weight 0 contributes nothing: it is neither loaded nor evaluated
         self.helpers = [m for m in members[1:] if m.weight > 0]
         self.subs = []
@@ -57,12 +66,10 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
                seed=None):
         ms = self.model_patcher.get_model_object("model_sampling")
-        window = resolve_window(self.aggregation, sigmas, ms) if len(sigmas) > 1 else None
-        active = bool(self.subs) and window is not None and not window.empty
+        active = self._plan(sigmas, ms) if len(sigmas) > 1 else False
         check_sampler(sampler, window_empty=not active)       # before any model is loaded
-        self.last_window = window
         self._active = active
-        self._helper_noise = self._make_helper_noise(noise, seed) if active else []
+        self._helper_noise = self._make_helper_noise(noise, seed) if active and not self.composing else []
         saved = []
         start = time.perf_counter()
         try:
@@ -90,6 +97,24 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
                 g.conds = None
             self.model_patcher.remove_additional_models(HELPERS_KEY)
             self.last_seconds = time.perf_counter() - start
+
+    def _plan(self, sigmas, ms) -> bool:
+        """Resolve windows and ranges on this run's sigmas; True when a helper will be evaluated."""
+        self.ranges = [resolve_range(m.noise_range, ms) for m in [self.members[0]] + self.helpers]
+        if self.composing:
+            self.last_window = None
+            self.compose_window = resolve_compose_window(self.aggregation, sigmas, ms)
+            starts = [float(v) for v in sigmas[:-1]]
+            for j, s in enumerate(starts):
+                if not any(r.contains(s) and (k == 0 or self.compose_window.contains(s))
+                           for k, r in enumerate(self.ranges)):
+                    raise MemberError(f"no member is active at step {j} (sigma {s:.4g}): the members' noise ranges "
+                                      f"must together cover the whole schedule.")
+            return any(r.contains(s) and self.compose_window.contains(s) for r in self.ranges[1:] for s in starts)
+        window = resolve_window(self.aggregation, sigmas, ms)
+        self.last_window = window
+        self.activity = [steps_in_range(r, sigmas.detach().cpu()) for r in self.ranges]
+        return not window.empty and any(any(a[:window.end + 1]) for a in self.activity[1:])
 
     def _make_helper_noise(self, noise, seed):
         """Independent noise continues the base seed's generator (as the reference code draws its
@@ -129,22 +154,48 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
                     g.model_patcher.cleanup()
 
     # -- the loop ---------------------------------------------------------------------------
-    def run_amdm(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise):
-        ms = self.inner_model.model_sampling
-        window = self.last_window if self._active else None
-        subs = self.subs if self._active else []
+    def run(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise):
+        if self.composing and self._active:
+            return self.run_compose(model, x, sigmas, extra_args, callback, disable, host)
+        return self.run_amdm(model, x, sigmas, extra_args, callback, disable, host, max_denoise)
+
+    def _helper_models(self, model, sigmas, extra_args, subs):
         sharing = _sharing([self.model_patcher] + [g.model_patcher for g in subs])
         denoisers = [MemberModel(model, extra_args, self.model_patcher, *sharing[0])]
-        initial = [x]
         for i, g in enumerate(subs):
             inpaint = comfy.samplers.KSamplerX0Inpaint(g, sigmas)
             inpaint.latent_image, inpaint.noise = model.latent_image, model.noise
             args = {"model_options": g.amdm_model_options, "seed": extra_args.get("seed"),
                     "denoise_mask": extra_args.get("denoise_mask")}
             denoisers.append(MemberModel(inpaint, args, g.model_patcher, *sharing[i + 1]))
-            n = self._helper_noise[i].to(x.device, x.dtype)
-            initial.append(ms.noise_scaling(sigmas[0], n, model.latent_image, max_denoise))
+        return denoisers
+
+    def run_compose(self, model, x, sigmas, extra_args, callback, disable, host):
+        members = self._helper_models(model, sigmas, extra_args, self.subs)
+        weights = [self.members[0].weight] + [m.weight for m in self.helpers]
+        composer = ComposeModel(members, self.ranges, self.compose_window, weights, self.aggregation.mode, sigmas)
+        hook = self._progress(callback)
+        n = len(sigmas) - 1
+        cb = None if hook is None else (lambda d: hook(0, d["i"], d["denoised"], d["x"], d["i"] + 1, n))
+        out = host.sampler_function(composer, x, sigmas.clone(), extra_args=extra_args, callback=cb, disable=disable,
+                                    **host.extra_options)
+        trace = Trace(window=EMPTY_WINDOW, steps=n, weights=weights, evaluations=[m.calls for m in members],
+                      member_steps=[0] * len(members))
+        trace.aggregated_steps = sorted(composer.composed_steps)
+        trace.aggregated_sigmas = [float(sigmas[j]) for j in trace.aggregated_steps]
+        self.last_trace = trace
+        self.weight_swaps = sum(m.weight_swaps for m in members)
+        return out
+
+    def run_amdm(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise):
+        ms = self.inner_model.model_sampling
+        window = self.last_window if self._active else None
+        subs = self.subs if self._active else []
+        denoisers = self._helper_models(model, sigmas, extra_args, subs)
+        initial = [x] + [ms.noise_scaling(sigmas[0], self._helper_noise[i].to(x.device, x.dtype), model.latent_image,
+                                          max_denoise) for i in range(len(subs))]
         weights = [self.members[0].weight] + [m.weight for m in self.helpers][:len(subs)]
+        active = [a for a in self.activity[:len(subs) + 1]] if subs else None
         deviation = self.deviation.to_core(len(denoisers)) if self.deviation is not None else None
         schedule = None
         if deviation is not None and deviation.target == "reference":
@@ -155,7 +206,7 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
             denoisers, sigmas, initial, weights=weights, window=window or EMPTY_WINDOW,
             stepper=HostStepper(host, extra_args.get("seed"), disable_pbar=disable),
             mode=self.aggregation.mode, deviation=deviation, step_noise=self.aggregation.step_noise,
-            schedule=schedule, normalize_weights=self.aggregation.normalize_weights,
+            schedule=schedule, normalize_weights=self.aggregation.normalize_weights, active=active,
             on_progress=self._progress(callback))
         self.last_trace = trace
         self.weight_swaps = sum(d.weight_swaps for d in denoisers)
@@ -203,5 +254,4 @@ class _AMDMSampler(comfy.samplers.KSAMPLER):
 
     @torch.no_grad()
     def _sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
-        return self.guider.run_amdm(model, x, sigmas, extra_args or {}, callback, disable, self.host,
-                                    self._max_denoise)
+        return self.guider.run(model, x, sigmas, extra_args or {}, callback, disable, self.host, self._max_denoise)

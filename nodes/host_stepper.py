@@ -54,6 +54,7 @@ class MemberModel:
         self.inpaint_model, self.extra_args = inpaint_model, extra_args
         self.patcher, self.shared_object, self.swap_weights = patcher, shared_object, swap_weights
         self.weight_swaps = 0
+        self.calls = 0
 
     def __getattr__(self, name):            # samplers read .inner_model etc.
         if name == "inpaint_model":
@@ -62,6 +63,7 @@ class MemberModel:
 
     def __call__(self, x, sigma, **kw):
         comfy.model_management.throw_exception_if_processing_interrupted()
+        self.calls += 1
         if self.shared_object:
             self._activate()
         return self.inpaint_model(x, sigma, **kw)

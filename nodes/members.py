@@ -11,6 +11,8 @@ from typing import Sequence
 
 import comfy.model_sampling
 
+from .settings import RangeSettings
+
 MAX_MEMBERS = 8
 
 
@@ -22,6 +24,7 @@ class Member:
     cfg: float
     weight: float
     label: str             # how errors and the summary name this member, e.g. "member 2 (node #12)"
+    noise_range: RangeSettings = RangeSettings()   # when the member is active (default: always)
 
 
 def member_label(index: int, node_id=None) -> str:

@@ -26,8 +26,8 @@ class MultiModelGuider(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, members, cfg, base_weight, aggregation=None,
-                deviation=None) -> io.NodeOutput:
+    def execute(cls, model, positive, negative, members, cfg, base_weight, aggregation=None, deviation=None,
+                base_range_start=0.0, base_range_end=1.0, base_range_unit="percent") -> io.NodeOutput:
         hidden_id = cls.hidden.unique_id if cls.hidden else None
         return io.NodeOutput(build_guider(hidden_id, model, positive, negative, cfg, base_weight, members,
-                                          aggregation, deviation))
+                                          aggregation, deviation, base_range_start, base_range_end, base_range_unit))

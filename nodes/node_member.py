@@ -2,7 +2,8 @@
 from comfy_api.latest import io
 
 from .members import MAX_MEMBERS, Member, MemberError, check_member_values, member_label
-from .socket_types import CATEGORY, Members
+from .settings import RangeSettings
+from .socket_types import CATEGORY, Members, range_inputs
 
 
 class MultiModelMember(io.ComfyNode):
@@ -26,17 +27,26 @@ class MultiModelMember(io.ComfyNode):
                                        "(paper: base 0.5, helper 0.866). 0 switches the helper off: it is not loaded or run."),
                 io.Custom("AMDM_MEMBERS").Input("previous", optional=True,
                                                 tooltip="Earlier helpers in the chain (output of another Multi-Model Member)."),
-            ],
+            ] + range_inputs(),
             outputs=[Members.Output(display_name="members", tooltip="The chain of helper members so far.")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, cfg, weight, previous=None) -> io.NodeOutput:
+    def execute(cls, model, positive, negative, cfg, weight, previous=None, range_start=0.0, range_end=1.0,
+                range_unit="percent") -> io.NodeOutput:
         chain = tuple(previous or ())
         label = member_label(len(chain) + 1, cls.hidden.unique_id if cls.hidden else None)
         if len(chain) + 2 > MAX_MEMBERS:
             raise MemberError(f"{label}: the chain has more than {MAX_MEMBERS} members (base + {MAX_MEMBERS - 1} "
                               f"helpers at most); remove a Multi-Model Member.")
         check_member_values(label, model, positive, negative, cfg, weight)
-        return io.NodeOutput(chain + (Member(model, positive, negative, float(cfg), float(weight), label),))
+        rng = member_range(label, range_unit, range_start, range_end)
+        return io.NodeOutput(chain + (Member(model, positive, negative, float(cfg), float(weight), label, rng),))
+
+
+def member_range(label, unit, start, end) -> RangeSettings:
+    try:
+        return RangeSettings(unit, float(start), float(end))
+    except ValueError as e:
+        raise MemberError(f"{label}: {e}") from None

@@ -10,13 +10,12 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io, ui
 
-from ..amdm_core import active_members
 from .guider import MultiModelGuider
 from .members import Member, check_member_values, member_label
 from .settings import AggregationSettings, DeviationSettings
-from .socket_types import CATEGORY, Aggregation, DeviationConfig, Members
+from .node_member import member_range
+from .socket_types import CATEGORY, Aggregation, DeviationConfig, Members, range_inputs
 from .summary import build_summary, summary_json, summary_text
-from .window import resolve_window
 
 log = logging.getLogger("amdm")
 
@@ -35,18 +34,22 @@ def base_member_inputs():
 def config_inputs():
     return [
         Aggregation.Input("aggregation", optional=True,
-                          tooltip="From Spherical Aggregate. Unconnected: spherical, percent window 0-0.2, independent noise."),
+                          tooltip="From Spherical Aggregate (AMDM) or Compose Predictions. Unconnected: AMDM, spherical, "
+                                  "percent window 0-0.2, independent noise."),
         DeviationConfig.Input("deviation", optional=True,
-                              tooltip="From Deviation Optimize. Unconnected: faithful step 0.35 on the base model."),
-    ]
+                              tooltip="From Deviation Optimize. Unconnected: faithful step 0.35 on the base model. "
+                                      "Not used by Compose Predictions."),
+    ] + range_inputs("base_")
 
 
-def build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation):
+def build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation,
+                 range_start=0.0, range_end=1.0, range_unit="percent"):
     label = member_label(0, hidden_id)
     check_member_values(label, model, positive, negative, cfg, base_weight)
     if not isinstance(members, (tuple, list)):
         raise ValueError("'members' is not a member chain; connect a Multi-Model Member output to 'members'.")
-    base = Member(model, positive, negative, float(cfg), float(base_weight), label)
+    base = Member(model, positive, negative, float(cfg), float(base_weight), label,
+                  member_range(label, range_unit, range_start, range_end))
     if base_weight == 0 and all(m.weight == 0 for m in members):
         raise ValueError(f"{label}: 'base_weight' and every helper weight are 0; give at least one a positive weight.")
     return MultiModelGuider([base, *members], aggregation, deviation if deviation is not None else DeviationSettings())
@@ -89,21 +92,20 @@ class MultiModelSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, members, latent_image, seed, steps, cfg, sampler_name, scheduler,
-                denoise, base_weight, aggregation=None, deviation=None) -> io.NodeOutput:
+                denoise, base_weight, aggregation=None, deviation=None, base_range_start=0.0, base_range_end=1.0,
+                base_range_unit="percent") -> io.NodeOutput:
         hidden_id = cls.hidden.unique_id if cls.hidden else None
-        guider = build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation)
+        guider = build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation,
+                              base_range_start, base_range_end, base_range_unit)
         latent = latent_image.copy()
         samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
         noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
         ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
                                      scheduler=scheduler, denoise=denoise, model_options=model.model_options)
         sigmas = ks.sigmas
-        agg = guider.aggregation
-        window = resolve_window(agg, sigmas, model.get_model_object("model_sampling")) if len(sigmas) > 1 else None
-        k_active = len(active_members([guider.members[0].weight] + [m.weight for m in guider.helpers]))
-        total = max(1, len(sigmas) - 1 + (k_active - 1) * (window.helper_steps if window else 0))
-        preview = latent_preview.prepare_callback(model, total)
-        # one monotonic bar over every member step, with previews of whichever member just stepped
+        # one monotonic bar over every member step (the loop passes its planned total), with
+        # previews of whichever member just stepped
+        preview = latent_preview.prepare_callback(model, max(1, len(sigmas) - 1))
         guider.progress_hook = lambda k, j, denoised, x, done, planned: preview(done - 1, denoised, x, planned)
         out_samples = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler_name), sigmas,
                                     denoise_mask=latent.get("noise_mask"), callback=None,

@@ -5,10 +5,57 @@ import math
 from dataclasses import dataclass
 
 from ..amdm_core import AGGREGATION_MODES, DEVIATION_MODES, Deviation, step_from_reference
+from ..amdm_core.compose import COMPOSE_MODES
 from ..amdm_core.loop import MU_TARGETS, OPTIMISED_MEMBERS, STEP_NOISE_POLICIES
 from ..amdm_core.presets import INITIAL_NOISE_POLICIES
 
 WINDOW_UNITS = ("percent", "sigma", "steps")
+RANGE_UNITS = ("percent", "sigma")
+
+
+def _check_span(unit: str, start: float, end: float, what: str):
+    """start/end of a window or range: percent 0..1 (start <= end), sigma (start = the higher
+    noise level, >= end) or step indices (start <= end)."""
+    for name, v in ((f"{what}_start", start), (f"{what}_end", end)):
+        if not math.isfinite(float(v)) or float(v) < 0:
+            raise ValueError(f"'{name}' = {v} must be a finite number >= 0")
+        if unit == "percent" and float(v) > 1:
+            raise ValueError(f"'{name}' = {v} is a percent of the noise range; use 0..1")
+    if unit == "sigma" and start < end:
+        raise ValueError(f"with {what}_unit 'sigma', '{what}_start' ({start}) is the higher noise level and must "
+                         f"be >= '{what}_end' ({end})")
+    if unit != "sigma" and start > end:
+        raise ValueError(f"'{what}_start' ({start}) is after '{what}_end' ({end})")
+
+
+@dataclass(frozen=True)
+class RangeSettings:
+    """A member's active noise range (default: the whole run)."""
+    unit: str = "percent"
+    start: float = 0.0
+    end: float = 1.0
+
+    def __post_init__(self):
+        _one_of("range_unit", self.unit, RANGE_UNITS)
+        _check_span(self.unit, float(self.start), float(self.end), "range")
+
+    @property
+    def everywhere(self) -> bool:
+        return self.unit == "percent" and self.start <= 0 and self.end >= 1
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    """Compose Predictions: combine the active members' predictions at one shared state."""
+    mode: str = "composable"
+    window_unit: str = "percent"
+    window_start: float = 0.0
+    window_end: float = 1.0
+
+    def __post_init__(self):
+        _one_of("mode", self.mode, COMPOSE_MODES)
+        _one_of("window_unit", self.window_unit, WINDOW_UNITS)
+        _check_span(self.window_unit, float(self.window_start), float(self.window_end), "window")
 
 
 @dataclass(frozen=True)
@@ -26,19 +73,7 @@ class AggregationSettings:
         _one_of("window_unit", self.window_unit, WINDOW_UNITS)
         _one_of("initial_noise", self.initial_noise, INITIAL_NOISE_POLICIES)
         _one_of("step_noise", self.step_noise, STEP_NOISE_POLICIES)
-        for name in ("window_start", "window_end"):
-            v = getattr(self, name)
-            if not math.isfinite(float(v)) or float(v) < 0:
-                raise ValueError(f"'{name}' = {v} must be a finite number >= 0")
-        if self.window_unit == "percent":
-            for name in ("window_start", "window_end"):
-                if float(getattr(self, name)) > 1:
-                    raise ValueError(f"'{name}' = {getattr(self, name)} is a percent of the noise range; use 0..1")
-        if self.window_unit == "sigma" and self.window_start < self.window_end:
-            raise ValueError(f"with window_unit 'sigma', 'window_start' ({self.window_start}) is the higher noise "
-                             f"level and must be >= 'window_end' ({self.window_end})")
-        if self.window_unit != "sigma" and self.window_start > self.window_end:
-            raise ValueError(f"'window_start' ({self.window_start}) is after 'window_end' ({self.window_end})")
+        _check_span(self.window_unit, float(self.window_start), float(self.window_end), "window")
         if self.initial_noise == "shared" and self.mode == "spherical":
             raise ValueError("initial_noise 'shared' with mode 'spherical' makes the members' states nearly identical, "
                              "and the spherical sum then inflates them by the sum of the weights; use 'independent' "

@@ -18,6 +18,7 @@ def build_summary(guider, sigmas, sampler_name: str = "", scheduler: str = "") -
         "window_steps": [trace.aggregated_steps[0], trace.aggregated_steps[-1]] if aggregated else None,
         "window_sigmas": [round(float(sigmas[trace.aggregated_steps[0]]), 4),
                           round(float(sigmas[trace.aggregated_steps[-1]]), 4)] if aggregated else None,
+        "operator": "compose" if guider.composing else "amdm",
         "aggregation": guider.aggregation.mode,
         "deviation": None if guider.deviation is None else {
             "step": guider.deviation.step, "mode": guider.deviation.mode, "target": guider.deviation.target,
@@ -34,13 +35,19 @@ def build_summary(guider, sigmas, sampler_name: str = "", scheduler: str = "") -
 
 
 def summary_text(s: dict) -> str:
+    verb = "composed" if s["operator"] == "compose" else "aggregated"
     if s["window_steps"]:
         a, b = s["window_steps"]
-        window = (f"aggregated steps {a}-{b} of {s['steps']} (sigma {s['window_sigmas'][0]:g} -> "
+        window = (f"{verb} steps {a}-{b} of {s['steps']} (sigma {s['window_sigmas'][0]:g} -> "
                   f"{s['window_sigmas'][1]:g}, {s['aggregation']})")
     else:
-        window = f"no aggregation in {s['steps']} steps (window empty or helpers off): base model alone"
-    lines = [f"AMDM: {window}"]
+        helpers_ran = any(m["evaluations"] for m in s["members"][1:])
+        if s["operator"] == "compose" and helpers_ran:
+            window = f"handoff in {s['steps']} steps: one member active at each evaluation"
+        else:
+            noun = "composition" if s["operator"] == "compose" else "aggregation"
+            window = f"no {noun} in {s['steps']} steps (window empty or helpers off): base model alone"
+    lines = [f"{'Compose' if s['operator'] == 'compose' else 'AMDM'}: {window}"]
     for m in s["members"]:
         tag = " [base]" if m["base"] else ""
         lines.append(f"  {m['label']}{tag}: weight {m['weight']:g} (normalized {m['normalized_weight']}), "
