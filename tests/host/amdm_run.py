@@ -7,8 +7,13 @@ class AMDMRunner:
         self.pack = pack
         self.nodes = pack.nodes
 
-    def chain(self, model, positive, negative, cfg=2.0, weight=0.0, previous=None):
-        return self.nodes.node_member.MultiModelMember.execute(model, positive, negative, cfg, weight, previous).args[0]
+    def chain(self, model, positive, negative, cfg=2.0, weight=0.0, previous=None, range_start=0.0, range_end=1.0,
+              range_unit="percent"):
+        return self.nodes.node_member.MultiModelMember.execute(model, positive, negative, cfg, weight, previous,
+                                                                range_start, range_end, range_unit).args[0]
+
+    def compose(self, **kw):
+        return self.nodes.settings.ComposeSettings(**kw)
 
     def aggregation(self, **kw):
         return self.nodes.settings.AggregationSettings(**kw)
@@ -17,13 +22,14 @@ class AMDMRunner:
         return self.nodes.settings.DeviationSettings(**kw)
 
     def sample(self, model, positive, negative, members, latent, *, seed=42, steps=4, cfg=2.0, sampler_name="euler",
-               scheduler="normal", denoise=1.0, base_weight=1.0, aggregation=None, deviation=None):
+               scheduler="normal", denoise=1.0, base_weight=1.0, aggregation=None, deviation=None,
+               base_range=(0.0, 1.0, "percent")):
         """Multi-Model Sampler -> (LATENT dict, summary text, ui dict), under inference mode as
         ComfyUI's executor runs nodes."""
         with torch.inference_mode():
             out = self.nodes.node_sampler.MultiModelSampler.execute(
                 model, positive, negative, members, latent, seed, steps, cfg, sampler_name, scheduler, denoise,
-                base_weight, aggregation, deviation)
+                base_weight, aggregation, deviation, *base_range)
         return out.args[0], out.args[1], out.ui
 
     def guider(self, model, positive, negative, members, cfg=2.0, base_weight=1.0, aggregation=None, deviation=None):
