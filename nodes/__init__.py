@@ -7,9 +7,10 @@ from .node_deviation import DeviationOptimize
 from .node_guider import MultiModelGuider
 from .node_member import MultiModelMember
 from .node_sampler import MultiModelSampler
+from .node_sweep import MultiModelSweep
 
 NODES = [MultiModelSampler, MultiModelMember, SphericalAggregate, DeviationOptimize, MultiModelGuider,
-         ComposePredictions]
+         ComposePredictions, MultiModelSweep]
 
 
 class AMDMExtension(ComfyExtension):

@@ -116,6 +116,16 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
         self.activity = [steps_in_range(r, sigmas.detach().cpu()) for r in self.ranges]
         return not window.empty and any(any(a[:window.end + 1]) for a in self.activity[1:])
 
+    def planned_member_steps(self, sigmas) -> int:
+        """Member steps (model evaluations for one-evaluation samplers) a run over sigmas will cost."""
+        n = len(sigmas) - 1
+        if n < 1 or not self._plan(sigmas, self.model_patcher.get_model_object("model_sampling")):
+            return max(n, 0)
+        if self.composing:      # every active member is evaluated once per step (one-evaluation samplers)
+            return sum(1 for s in sigmas[:-1] for k, r in enumerate(self.ranges)
+                       if r.contains(float(s)) and (k == 0 or self.compose_window.contains(float(s))))
+        return n + sum(sum(a[:self.last_window.end + 1]) for a in self.activity[1:])
+
     def _make_helper_noise(self, noise, seed):
         """Independent noise continues the base seed's generator (as the reference code draws its
         models' noises in sequence); 'shared' reuses the base noise."""

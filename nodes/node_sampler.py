@@ -97,22 +97,31 @@ class MultiModelSampler(io.ComfyNode):
         hidden_id = cls.hidden.unique_id if cls.hidden else None
         guider = build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation,
                               base_range_start, base_range_end, base_range_unit)
-        latent = latent_image.copy()
-        samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-        ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
-                                     scheduler=scheduler, denoise=denoise, model_options=model.model_options)
-        sigmas = ks.sigmas
-        # one monotonic bar over every member step (the loop passes its planned total), with
-        # previews of whichever member just stepped
-        preview = latent_preview.prepare_callback(model, max(1, len(sigmas) - 1))
-        guider.progress_hook = lambda k, j, denoised, x, done, planned: preview(done - 1, denoised, x, planned)
-        out_samples = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler_name), sigmas,
-                                    denoise_mask=latent.get("noise_mask"), callback=None,
-                                    disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-        out = latent.copy()
-        out["samples"] = out_samples.to(comfy.model_management.intermediate_device())
-        summary = build_summary(guider, sigmas, sampler_name, scheduler)
+        out, summary = run_guider(guider, model, latent_image, seed, steps, sampler_name, scheduler, denoise)
         text = summary_text(summary)
         log.info(text)
         return io.NodeOutput(out, text, ui={"text": [text], "amdm_summary": [summary_json(summary)]})
+
+
+def run_sigmas(model, steps, sampler_name, scheduler, denoise):
+    """The stock KSampler's sigmas (incl. its discard-penultimate rule and denoise < 1 handling)."""
+    return comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
+                                   scheduler=scheduler, denoise=denoise, model_options=model.model_options).sigmas
+
+
+def run_guider(guider, model, latent_image, seed, steps, sampler_name, scheduler, denoise):
+    """What the KSampler node does, with the Multi-Model guider: returns (LATENT, summary dict)."""
+    latent = latent_image.copy()
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    sigmas = run_sigmas(model, steps, sampler_name, scheduler, denoise)
+    # one monotonic bar over every member step (the loop passes its planned total), with
+    # previews of whichever member just stepped
+    preview = latent_preview.prepare_callback(model, max(1, len(sigmas) - 1))
+    guider.progress_hook = lambda k, j, denoised, x, done, planned: preview(done - 1, denoised, x, planned)
+    out_samples = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler_name), sigmas,
+                                denoise_mask=latent.get("noise_mask"), callback=None,
+                                disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    out = latent.copy()
+    out["samples"] = out_samples.to(comfy.model_management.intermediate_device())
+    return out, build_summary(guider, sigmas, sampler_name, scheduler)
