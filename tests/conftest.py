@@ -44,3 +44,9 @@ def tiny_model_set(tmp_path_factory):
     shared by the in-process host layer and the server layer."""
     gen = load_file_module("amdm_test_make_tiny_models", REPO_ROOT / "tests" / "host" / "make_tiny_models.py")
     return gen.make_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def reference_code():
+    """tests/reference_code.py: the independent re-implementation of the reference code's arithmetic."""
+    return load_file_module("amdm_test_reference_code", REPO_ROOT / "tests" / "reference_code.py")

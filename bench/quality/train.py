@@ -71,7 +71,7 @@ def train_stage(net, data: CanvasSet, sigmas: torch.Tensor, aspect: str | None, 
             d = min(ema_decay, (1 + it) / (10 + it))
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.mul_(d).add_(p, alpha=1 - d)
-        running += float(loss)
+        running += loss.item()
         if it % log_every == 0:
             losses.append(round(running / log_every, 5))
             print(f"[{name}] it {it}/{iters} loss {running / log_every:.4f} ({time.perf_counter() - t0:.0f} s)",

@@ -13,18 +13,6 @@ SD = DiscreteSchedule.scaled_linear()
 SHAPE = (2, 4, 16, 16)
 
 
-def _load_reference_code():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "reference_code.py"
-    spec = importlib.util.spec_from_file_location("amdm_test_reference_code", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-reference_code_ddim = _load_reference_code().reference_code_ddim
-
 
 def members(gen, k, std=0.6):
     return [gaussian_denoiser(torch.randn(SHAPE, generator=gen), std) for _ in range(k)]
@@ -160,7 +148,7 @@ def test_faithful_deviation_moves_base_a_fixed_distance_toward_its_own_mean(gen)
 
 
 @pytest.mark.parametrize("k, n, end", [(2, 20, 3), (2, 10, 3), (3, 10, 3)])
-def test_reference_preset_reproduces_reference_code_arithmetic(gen, k, n, end):
+def test_reference_preset_reproduces_reference_code_arithmetic(gen, reference_code, k, n, end):
     shape = (1, 4, 16, 16)
     means = [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(k)]
     dens = [gaussian_denoiser(m, 0.5) for m in means]
@@ -179,7 +167,7 @@ def test_reference_preset_reproduces_reference_code_arithmetic(gen, k, n, end):
     ps = [55.0, 45.0, 35.0][:k]
     n_el = shape[1] * shape[2] * shape[3]
     s0 = float(sig[0])
-    ref = reference_code_ddim([eps_fn(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
+    ref = reference_code.reference_code_ddim([eps_fn(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
                               timesteps, SD.alphas_cumprod, weights, ps, 1, end)
     preset = REFERENCE_COMPATIBLE
     dev = Deviation(step=[p / math.sqrt(n_el) for p in ps], mode=preset.deviation.mode,

@@ -1,10 +1,8 @@
 """Host integration: interrupt, patched clones, validation before loading, no mutation, the
 reference code's arithmetic, and the GUIDER route through the stock SamplerCustomAdvanced."""
 import copy
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -169,14 +167,6 @@ def test_inputs_are_not_mutated_on_success_and_failure(amdm, comfy, model_a, mod
     assert torch.equal(latent["samples"], latent_before) and set(latent) == {"samples"}
 
 
-def _reference_module():
-    path = Path(__file__).resolve().parents[1] / "reference_code.py"
-    spec = importlib.util.spec_from_file_location("amdm_test_reference_code_host", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def stock_denoiser(comfy, model, pos, neg, cfg, noise, sigmas, seed):
     """D(x, sigma) of one member from stock primitives only (load, process_conds, sampling_function)."""
     comfy.model_management.load_models_gpu([model])
@@ -194,7 +184,7 @@ def stock_denoiser(comfy, model, pos, neg, cfg, noise, sigmas, seed):
 
 @pytest.mark.parametrize("steps, end", [(10, 3), (20, 3)])
 def test_reference_preset_matches_the_reference_code_arithmetic(amdm, comfy, model_a, model_b, make_cond,
-                                                                empty_latent, steps, end):
+                                                                empty_latent, reference_code, steps, end):
     """euler + ddim_uniform + the reference-compatible settings, in the real host, against an
     independent implementation of the reference code's DDIM arithmetic on the same two members."""
     pos_a, pos_b, neg = make_cond(1), make_cond(2), make_cond(0.0)
@@ -224,7 +214,7 @@ def test_reference_preset_matches_the_reference_code_arithmetic(amdm, comfy, mod
             return f
         s0 = float(sigmas[0])
         timesteps = [int(ms.timestep(s)) for s in sigmas[:-1]]
-        ref = _reference_module().reference_code_ddim(
+        ref = reference_code.reference_code_ddim(
             [eps_fn(D) for D in dens], [zk.double() * s0 / math.sqrt(1 + s0 * s0) for zk in z], timesteps, ac,
             [0.5, math.sqrt(0.75)], [0.55 * 8, 0.45 * 8], 1, end)
         got = model_a.model.process_latent_in(out["samples"]).double()
