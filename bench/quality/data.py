@@ -17,6 +17,14 @@ Splits are by digit index (deterministic, no randomness):
   index % 10 in {7,9}        -> "clf_test"   (classifier accuracy and the quality proxy, 20 %)
 Every split is rendered in all 4 positions x 2 styles, so the classifiers and the diffusion models
 never share a digit.
+
+The ecosystem's training distribution has one bias, as real models do ("a cat" is usually
+centred): each class has a HOME quadrant, home(c) = c % 4, where it is drawn with probability
+HOME_P = 0.6 (0.133 in each other quadrant); style is independent (1/2 each). So the class model
+A alone puts digit c at home(c) about 60 % of the time, and the position model B alone, asked for
+quadrant q, prefers the classes whose home is q. Targets "digit c at home(c)" are ones where the
+members agree; "digit c elsewhere" are ones where they pull in different directions. The aspect
+classifiers are trained on the unbiased renderings (every position and style equally).
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ POSITIONS = ((0, 0), (0, 8), (8, 0), (8, 8))          # (row, col) of the digit'
 POSITION_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
 STYLE_NAMES = ("solid", "checker")
 CHECKER_DIM = 0.2
+HOME_P = 0.6
 SPLITS = {"diffusion": (0, 2, 4, 6, 8), "clf_train": (1, 3, 5), "clf_test": (7, 9)}
 PROVENANCE = ("scikit-learn sklearn.datasets.load_digits() (UCI ML hand-written digits, 1797 8x8 images, "
               "shipped inside the scikit-learn package); split by index % 10")
@@ -84,6 +93,22 @@ class CanvasSet:
 
     def __len__(self):
         return len(self.x)
+
+
+def home(c: int) -> int:
+    return int(c) % N_POS
+
+
+def position_prior(c: int) -> list:
+    """p(position | class) of the diffusion training distribution."""
+    other = (1.0 - HOME_P) / (N_POS - 1)
+    return [HOME_P if q == home(c) else other for q in range(N_POS)]
+
+
+def training_weights(data: "CanvasSet") -> torch.Tensor:
+    """Per-canvas sampling weights that give the biased training distribution (style stays 1/2)."""
+    prior = torch.tensor([position_prior(c) for c in range(N_CLASS)])
+    return prior[data.labels[:, 0], data.labels[:, 1]]
 
 
 def target_name(target: dict) -> str:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .comfy_env import model_sampling
-from .data import ASPECTS, PROVENANCE, CanvasSet
+from .data import ASPECTS, HOME_P, PROVENANCE, CanvasSet, training_weights
 from .models import COND_DIM, COND_SLICES, MODEL_ASPECT, TinyEpsNet, n_params
 
 SEED = 20241002
@@ -50,9 +50,10 @@ def train_stage(net, data: CanvasSet, sigmas: torch.Tensor, aspect: str | None, 
     for p in ema.parameters():
         p.requires_grad_(False)
     losses, running = [], 0.0
+    weights = training_weights(data)
     t0 = time.perf_counter()
     for it in range(1, iters + 1):
-        idx = torch.randint(0, len(data), (batch,), generator=g)
+        idx = torch.multinomial(weights, batch, replacement=True, generator=g)
         x0 = data.x[idx]
         t = torch.randint(0, len(sigmas), (batch,), generator=g)
         sigma = sigmas[t].view(-1, 1, 1, 1)
@@ -107,6 +108,7 @@ def main(argv=None):
     prov = {
         "command": "python -m bench.quality.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": PROVENANCE, "split": "diffusion", "n_canvases": len(data),
+        "bias": f"class c drawn in quadrant c % 4 with p = {HOME_P}, other quadrants equally; style uniform",
         "schedule": "ComfyUI ModelSamplingDiscrete (SD scaled_linear betas 0.00085..0.012, 1000 steps), EPS",
         "architecture": {"class": "TinyEpsNet", **net.config, "n_params": n_params(net)},
         "seed": args.seed, "torch": torch.__version__, "python": platform.python_version(),

@@ -130,3 +130,18 @@ def test_img2img_inpaint_and_batch_with_aggregation(amdm, model_a, model_b, make
         assert not torch.allclose(s[~keep], latent["samples"][~keep], atol=1e-3)
     if batch == 2:
         assert not torch.allclose(s[0], s[1])
+
+
+def test_progress_is_one_monotonic_bar_over_every_member_step(amdm, comfy, model_a, model_b, make_cond, empty_latent):
+    seen = []
+    old = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
+    try:
+        chain = amdm.chain(model_b, make_cond(2), make_cond(0.0), weight=0.866)
+        amdm.sample(model_a, make_cond(1), make_cond(0.0), chain, empty_latent(), steps=6, base_weight=0.5,
+                    aggregation=amdm.aggregation(window_unit="steps", window_start=1, window_end=2))
+    finally:
+        comfy.utils.set_progress_bar_global_hook(old)
+    total = 6 + 1 * 3
+    assert [v for v, _ in seen] == list(range(1, total + 1))
+    assert all(t == total for _, t in seen)

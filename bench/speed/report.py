@@ -1,0 +1,236 @@
+"""table.md and the plots of bench/speed/run.py, from results.json alone (no torch, no ComfyUI).
+
+`python bench/speed/run.py --replot DIR` calls write_all on DIR/results.json.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("amdm.bench")
+
+GOAL = 1.03
+MB = 1e6
+
+
+def _r(stats, digits=3):
+    if not stats:
+        return "–"
+    if stats["n"] > 1:
+        return f"**{stats['median']:.{digits}f}** [{stats['q1']:.{digits}f}–{stats['q3']:.{digits}f}]"
+    return f"**{stats['median']:.{digits}f}**"
+
+
+def _calls(entry):
+    c = entry["unet_calls"]
+    return " / ".join(",".join(str(v) for v in c[n]) for n in ("mms", "separate", "single") if n in c)
+
+
+def _window(entry):
+    ws = entry.get("summary_window_steps")
+    if entry["group"] == "free":
+        return "none (helpers weight 0)"
+    return f"1–{entry['window_end']}" + ("" if ws == [1, entry["window_end"]] else f" (summary: {ws})")
+
+
+def _device_title(results):
+    d = results["device"]
+    return f"{d['name']} ({d['type']})"
+
+
+def overhead_table(rows):
+    head = ("| K | N | aggregated steps | evaluations N+(K−1)(e+1) | MMS summary total | UNet calls MMS / separate / "
+            "single | evaluations / N | median s: MMS / separate / single | **MMS / separate** | MMS / single |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for e in rows:
+        med = e["median_seconds"]
+        secs = " / ".join(f"{med[n]:.3g}" for n in ("mms", "separate", "single") if n in med)
+        lines.append(f"| {e['K']} | {e['steps']} | {_window(e)} | {e['expected_evaluations']} | "
+                     f"{e['summary_total_evaluations']} | {_calls(e)} | {e['expected_evaluations'] / e['steps']:.2f} | "
+                     f"{secs} | {_r(e.get('ratio_vs_separate'))} | {_r(e.get('ratio_vs_single'))} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def free_table(rows):
+    head = ("| K (helpers at weight 0) | N | evaluations | MMS summary total | UNet calls MMS / stock | "
+            "median s: MMS / stock | **MMS / stock KSampler (N steps)** |\n|---|---|---|---|---|---|---|\n")
+    lines = []
+    for e in rows:
+        c = e["unet_calls"]
+        lines.append(f"| {e['K']} | {e['steps']} | {e['expected_evaluations']} | {e['summary_total_evaluations']} | "
+                     f"{','.join(map(str, c['mms']))} / {','.join(map(str, c['single']))} | "
+                     f"{e['median_seconds']['mms']:.3g} / {e['median_seconds']['single']:.3g} | "
+                     f"{_r(e.get('ratio_vs_single'))} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def math_table(rows):
+    if not rows:
+        return "(skipped)\n"
+    ks = sorted({en["K"] for r in rows for en in r["entries"]})
+    head = ("| latent (batch 1) | one UNet forward | mode | " + " | ".join(f"K={k}" for k in ks) + " |\n"
+            "|---|---|---|" + "---|" * len(ks) + "\n")
+    lines = []
+    for r in rows:
+        lat = "×".join(str(v) for v in r["latent"])
+        for mode in ("spherical", "slerp"):
+            cells = []
+            for k in ks:
+                en = next((x for x in r["entries"] if x["mode"] == mode and x["K"] == k), None)
+                cells.append("–" if en is None else f"**{en['ratio_vs_forward']:.2e}** ({en['seconds'] * 1e3:.3g} ms)")
+            lines.append(f"| {lat} | {r['forward']['seconds'] * 1e3:.4g} ms ({r['forward']['dtype']}) | {mode} | "
+                         + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def memory_table(rows):
+    if not rows:
+        return "(skipped)\n"
+    head = ("| K | Σ member weights (MB) | MMS peak (MB) | **MMS peak / Σ weights** | MMS working (MB) | "
+            "stock separate peak (MB) | separate peak / Σ weights | stock KSampler N steps, base: working (MB) |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        m, s, one = r["mms"], r["stock_separate"], r["stock_single_N"]
+        lines.append(f"| {r['K']} | {m['weights_bytes'] / MB:.1f} | {m['peak_bytes'] / MB:.1f} | "
+                     f"**{r['mms_peak_vs_weights']:.3f}** | {m['working_bytes'] / MB:.1f} | {s['peak_bytes'] / MB:.1f} | "
+                     f"{r['separate_peak_vs_weights']:.3f} | {one['working_bytes'] / MB:.1f} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def table_md(results) -> str:
+    st, mdl, git = results["settings"], results["model"], results["git"]
+    dev = results["device"]
+    by = {g: [e for e in results["overhead"] if e["group"] == g] for g in ("K", "window", "free")}
+    dirty = git.get("modified_tracked_files")
+    dirty_s = "" if not dirty else f" (with modified tracked files: {', '.join(dirty)})"
+    threads = f", {dev['torch_threads']} torch thread(s) of {dev['cpu_count']} CPUs" if dev["type"] == "cpu" else ""
+    la = results.get("load_average_1min") or {}
+    load_s = (f"; 1-min load average {la.get('start'):.2f} at start, {la.get('end'):.2f} at end"
+              if la.get("start") is not None and la.get("end") is not None else "")
+    lat = "×".join(str(v) for v in st["latent"][1:])
+    parts = [
+        f"# AMDM speed and memory: {_device_title(results)}, {results['mode']} mode\n",
+        f"- command (repo root): `{results['command']}`",
+        f"- commit: `{git['commit']}`{dirty_s}",
+        f"- device: {_device_title(results)}{threads}{load_s}",
+        f"- torch {results['torch']}, ComfyUI {results['comfyui']}, Python {results['python']}; {results['date_utc']}",
+        f"- model: {mdl['kind']} SD1.5-format UNet (detected as {mdl['detected_as']}), {mdl['parameters'] / 1e6:.1f} M "
+        f"parameters, {mdl['dtype']}, {mdl['weight_bytes_per_member'] / MB:.1f} MB per member, random weights",
+        f"- runs: latent {lat} (batch 1), cfg {st['cfg']}, {st['sampler']}/{st['scheduler']}, seed {st['seed']}; "
+        f"{st['aggregation']}; {st['deviation']}; {st['weights']}; {st['progress_bars']}",
+        f"- {st['repeats']} repeat(s) per configuration (requested {st['repeats_requested']}), variants in rotating "
+        f"order; a ratio is the median of the per-repeat ratios, [q1–q3] when there are several; whole run "
+        f"{results['elapsed_seconds']:.0f} s",
+        "",
+        "Every ratio below is measured side by side in this one run; absolute times are for orientation only.",
+        "",
+        "## Overhead against stock KSampler, the same number of UNet evaluations",
+        "",
+        "K members, N steps, aggregation at steps 1..e, so every helper runs steps 0..e: N + (K−1)(e+1) evaluations "
+        "(checked: the node summary's `total_evaluations` and the UNet forward calls counted by a hook). "
+        "*separate* = K stock KSampler runs, the base with N steps and each helper with e+1 steps (the same models, "
+        "each evaluated as often as in the MMS: the primary comparison); *single* = one stock KSampler run of "
+        f"N + (K−1)(e+1) steps on the base (one set-up, one model). Goal: MMS / stock ≤ {GOAL}. "
+        "evaluations / N is the cost against a plain N-step KSampler.",
+        "",
+        f"### Scaling with K (e = {st['window_end']}, N = {st['steps']})",
+        "",
+        overhead_table(by["K"]),
+        f"### Scaling with the window (K = {st['window_k']}, N = {st['steps']})",
+        "",
+        overhead_table(by["window"]),
+        "### Window-free run",
+        "",
+        free_table(by["free"]),
+        "## Aggregation + deviation math per aggregated step against one UNet forward",
+        "",
+        "Per aggregated step the pack converts the K post-step states and the base mean to VP units, aggregates "
+        "(spherical or slerp), records the norm ratio (one host sync on a GPU), takes the deviation step of the base "
+        "toward its own mean and converts back. Cells: **math / one forward** (math time). The forward is one UNet "
+        "call at batch 1; an aggregated step costs K CFG forwards (batch 2), so the share of the math in a step is "
+        "smaller still.",
+        "",
+        math_table(results["math"]),
+        "## Memory against the members' weights",
+        "",
+        f"Method: {results.get('memory_method')}. Σ weights = Σ `patcher.model_size()` of the K members. "
+        "Peak = the run's peak (CPU: the resident weights + the run's peak RSS growth; CUDA: peak allocated, "
+        "weights loaded inside the run); working = peak − weights resident. "
+        f"Runs as in the overhead table (N = {st['steps']}, e = {st['window_end']}).",
+        "",
+        memory_table(results["memory"]),
+    ]
+    return "\n".join(parts)
+
+
+def _plot(entries, x_key, xlabel, title, path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: %s not written (rerun with --replot later)", path.name)
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    xs = [e[x_key] if x_key != "window_end" else e["window_end"] for e in entries]
+    for key, label, marker in (("ratio_vs_separate", "MMS / K separate stock runs", "o"),
+                               ("ratio_vs_single", "MMS / one stock run, same evaluations", "s")):
+        pts = [(x, e[key]) for x, e in zip(xs, entries) if e.get(key)]
+        if not pts:
+            continue
+        px = [p[0] for p in pts]
+        med = [p[1]["median"] for p in pts]
+        lo = [p[1]["median"] - p[1]["q1"] for p in pts]
+        hi = [p[1]["q3"] - p[1]["median"] for p in pts]
+        ax.errorbar(px, med, yerr=[lo, hi], marker=marker, capsize=3, label=label)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.axhline(GOAL, color="red", lw=0.8, ls="--", label=f"goal {GOAL}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("time ratio (median, bars: q1–q3)")
+    ax.set_xticks(xs)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write_all(results, out: Path) -> list[str]:
+    out = Path(out)
+    (out / "table.md").write_text(table_md(results))
+    written = ["table.md"]
+    st, dev = results["settings"], results["device"]
+    lat = "×".join(str(v) for v in st["latent"][1:])
+    base = f"{dev['name']} ({dev['type']}), {results['model']['kind']} UNet, latent {lat}"
+    k_rows = [e for e in results["overhead"] if e["group"] == "K"]
+    w_rows = [e for e in results["overhead"] if e["group"] == "window"]
+    if k_rows and _plot(k_rows, "K", "K (members)",
+                        f"AMDM overhead vs K: N={st['steps']}, window 1..{st['window_end']}\n{base}",
+                        out / "overhead_vs_K.png"):
+        written.append("overhead_vs_K.png")
+    if w_rows and _plot(w_rows, "window_end", "window end e (aggregated steps 1..e; helpers run e+1 steps)",
+                        f"AMDM overhead vs window: K={st['window_k']}, N={st['steps']}\n{base}",
+                        out / "overhead_vs_window.png"):
+        written.append("overhead_vs_window.png")
+    return written
+
+
+def summary_lines(results) -> str:
+    out = [f"AMDM speed ({results['mode']}, {_device_title(results)}, {results['model']['kind']}):"]
+    for e in results["overhead"]:
+        out.append(f"  {e['group']:<6} K={e['K']} N={e['steps']} e={e['window_end']} evals={e['expected_evaluations']}"
+                   f" summary={e['summary_total_evaluations']}  MMS/separate="
+                   f"{e['ratio_vs_separate']['median'] if e.get('ratio_vs_separate') else float('nan'):.3f}"
+                   f"  MMS/single={e['ratio_vs_single']['median']:.3f}")
+    for r in results["math"]:
+        for en in r["entries"]:
+            out.append(f"  math 4x{r['latent'][1]}x{r['latent'][2]} {en['mode']:<9} K={en['K']}: "
+                       f"{en['ratio_vs_forward']:.2e} of one forward")
+    for r in results["memory"]:
+        out.append(f"  memory K={r['K']}: MMS peak / weights {r['mms_peak_vs_weights']:.3f}, "
+                   f"separate {r['separate_peak_vs_weights']:.3f}")
+    return "\n".join(out)
