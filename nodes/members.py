@@ -50,12 +50,13 @@ def check_member_values(label: str, model, positive, negative, cfg: float, weigh
         raise MemberError(f"{label}: 'weight' = {weight} must be a finite number >= 0 (0 switches the member off).")
 
 
+FLOW_CLASSES = tuple(getattr(comfy.model_sampling, n) for n in ("CONST", "COSMOS_RFLOW")
+                     if hasattr(comfy.model_sampling, n))
+
+
 def sampling_family(model_sampling) -> str:
     """The x-convention: 'flow' (x = (1-s) x0 + s eps) or 'vp' (x = x0 + s eps; eps/v/x0 predictions)."""
-    if isinstance(model_sampling, (comfy.model_sampling.CONST,)) or \
-            type(model_sampling).__name__.lower().find("flow") >= 0:
-        return "flow"
-    return "vp"
+    return "flow" if isinstance(model_sampling, FLOW_CLASSES) else "vp"
 
 
 def describe_latent(lf) -> str:
@@ -93,12 +94,12 @@ def check_compatible(members: Sequence[Member]) -> None:
             if not math.isclose(a, b, rel_tol=1e-3):
                 raise MemberError(f"{m.label} has {name} {a:.4g}, the {base.label} {b:.4g}: members must share one "
                                   f"noise schedule (check ModelSampling* nodes on one of them).")
-        if m.model.is_clone(base.model) or any(m.model.is_clone(o.model) for o in members if o is not m):
-            for o in members:
-                if o is not m and m.model.is_clone(o.model) and m.model.object_patches.keys() != o.model.object_patches.keys():
-                    raise MemberError(f"{m.label} and {o.label} are copies of one loaded checkpoint with different "
-                                      f"object patches (e.g. a ModelSampling node on one of them). Load the "
-                                      f"checkpoint a second time for one of them.")
+        for o in members:
+            # object patches (model_sampling, latent_format...) live on the one shared model object
+            if o is not m and m.model.is_clone(o.model) and m.model.object_patches.keys() != o.model.object_patches.keys():
+                raise MemberError(f"{m.label} and {o.label} are copies of one loaded checkpoint with different "
+                                  f"object patches (e.g. a ModelSampling node on one of them). Load the "
+                                  f"checkpoint a second time for one of them.")
     if sampling_family(b_ms) == "flow":
         raise MemberError(f"the {base.label} is a flow-matching model ({type(b_ms).__name__}); AMDM's VP-unit "
                           f"aggregation is defined for eps/v-prediction models (SD1.x, SD2, SDXL) only.")
