@@ -64,7 +64,7 @@ class MultiModelSweep(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, members, latent_image, vae, seed, steps, cfg, sampler_name, scheduler,
                 denoise, base_weight, parameter, values, parameter_2, values_2, aggregation=None,
-                deviation=None) -> io.NodeOutput:
+                deviation=None, base_range_start=0.0, base_range_end=1.0, base_range_unit="percent") -> io.NodeOutput:
         import torch
         hidden_id = cls.hidden.unique_id if cls.hidden else None
         if parameter_2 != "none" and parameter_2 == parameter:
@@ -85,7 +85,8 @@ class MultiModelSweep(io.ComfyNode):
             helpers = tuple(dataclasses.replace(m, weight=m.weight * c.helper_scale) for m in members)
             try:
                 guiders.append(build_guider(hidden_id, model, positive, negative, cfg, c.base_weight, helpers,
-                                            c.aggregation, c.deviation))
+                                            c.aggregation, c.deviation, base_range_start, base_range_end,
+                                            base_range_unit))
             except ValueError as e:
                 raise MemberError(f"configuration '{c.label}': {e}") from None
         costs = [g.planned_member_steps(sigmas) for g in guiders]

@@ -50,5 +50,12 @@ elif [ ! -f "$HOST_DIR/comfyui_version.py" ]; then
   rm -rf "$tmp" "$HOST_DIR/extra_model_paths.yaml"   # horde's paths point at its own node folder
 fi
 
+# The real-browser test's tools: Debian's chromium and playwright-core from npm (idempotent).
+# Not fatal here (a non-root developer machine may lack apt rights); the browser test then fails
+# under CI=true and is skipped elsewhere, saying why.
+if [ "${AMDM_SKIP_BROWSER_SETUP:-0}" != "1" ]; then
+  bash "$ROOT/tests/browser/setup_browser.sh" >&2 || log "browser tools not installed (see above)"
+fi
+
 echo "COMFYUI_PATH=$HOST_DIR"
 echo "PYTHON=$PY"

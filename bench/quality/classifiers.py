@@ -2,15 +2,17 @@
 
 They are trained on the "clf_train" split (digits the diffusion models never saw) and their
 accuracy is measured on the "clf_test" split; see data.py. Light augmentation (Gaussian pixel
-noise, small blur-free jitter of intensity) makes them tolerant of the imperfect canvases a tiny
-diffusion model draws; they are never trained on generated samples.
+noise of a random strength up to 0.15) makes them tolerant of the imperfect canvases a tiny
+diffusion model draws; they are never trained on generated samples. Deterministic for the seed
+(one CPU thread).
 
-  python -m bench.quality.classifiers --out bench/quality/weights      # ~1 CPU minute
+  .cache/venv/bin/python -m bench.quality.classifiers --out bench/quality/weights      # ~1 CPU minute
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +46,8 @@ class AspectCNN(nn.Module):
             h = h.flatten(1)
         return self.head(h)
 
+
+ITERS = {"class": 800, "position": 200, "style": 200}
 
 # class: position-invariant (global pooling); position: spatial head; style: texture, pooled
 ARCH = {"class": True, "position": False, "style": True}
@@ -105,19 +109,22 @@ class Classifiers:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench/quality/weights")
-    ap.add_argument("--iters", type=int, default=600)
+    ap.add_argument("--iters", type=int, default=None, help="iterations for every aspect (default: ITERS)")
     ap.add_argument("--seed", type=int, default=SEED)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
     from safetensors.torch import save_file
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, test = CanvasSet("clf_train"), CanvasSet("clf_test")
-    report = {"data": PROVENANCE, "train_split": "clf_train", "test_split": "clf_test",
-              "n_train": len(train), "n_test": len(test), "iters": args.iters, "seed": args.seed, "accuracy": {}}
+    report = {"command": "python -m bench.quality.classifiers " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "data": PROVENANCE, "train_split": "clf_train", "test_split": "clf_test",
+              "n_train": len(train), "n_test": len(test),
+              "iters": {a: args.iters or ITERS[a] for a in ASPECTS}, "seed": args.seed, "accuracy": {}}
     for i, aspect in enumerate(ASPECTS):
         t0 = time.perf_counter()
-        net = train_one(aspect, train, args.iters, args.seed + i)
+        net = train_one(aspect, train, args.iters or ITERS[aspect], args.seed + i)
         acc = accuracy(net, test, aspect)
         report["accuracy"][aspect] = round(acc, 4)
         print(f"{aspect}: held-out accuracy {acc:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)

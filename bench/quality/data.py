@@ -3,11 +3,12 @@
 Each canvas is 16x16, one channel, background -1. One 8x8 digit (sklearn.datasets.load_digits,
 1797 images, ink 0..16) is placed in one of four quadrants, drawn in one of two stroke styles:
 
-  aspect    values                              decided in sampling
-  class     0..9 (the digit)                    mid (shape)
-  position  0 TL, 1 TR, 2 BL, 3 BR (quadrant)   early (coarse layout)
-  style     0 solid, 1 checker (every other     late (pixel-level texture)
-            pixel of the stroke dimmed to 20%)
+  aspect    values                              decided in sampling (measured by the benchmark's
+                                                stage probe, percent of the noise range)
+  position  0 TL, 1 TR, 2 BL, 3 BR (quadrant)   first: mostly by 0.2-0.3 (coarse layout)
+  style     0 solid, 1 checker (every other     next: 0.3-0.5 (the texture also dims the
+            pixel of the stroke dimmed to 20%)  stroke on average, a coarse cue)
+  class     0..9 (the digit)                    last: around 0.5 (shape)
 
 Value = -1 + 2 * ink * texture, so solid strokes reach +1 and dimmed checker pixels about -0.6.
 

@@ -91,7 +91,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--p-uncond", type=float, default=0.2)
     ap.add_argument("--ema", type=float, default=0.995)
-    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--width", type=int, default=24)
     ap.add_argument("--models", default="ABC", help="which finetunes to train (default ABC)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -112,6 +112,7 @@ def main(argv=None):
         "schedule": "ComfyUI ModelSamplingDiscrete (SD scaled_linear betas 0.00085..0.012, 1000 steps), EPS",
         "architecture": {"class": "TinyEpsNet", **net.config, "n_params": n_params(net)},
         "seed": args.seed, "torch": torch.__version__, "python": platform.python_version(),
+        "scikit_learn": _sklearn_version(),
         "hyper": vars(args), "stages": {},
     }
     _, base_ema, losses, secs = train_stage(net, data, sigmas, None, iters=args.base_iters, seed=args.seed,
@@ -131,6 +132,11 @@ def main(argv=None):
                                 "loss_every_100": losses, "seconds": round(secs, 1)}
         (out / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
     (out / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
+
+
+def _sklearn_version():
+    import sklearn
+    return sklearn.__version__
 
 
 if __name__ == "__main__":

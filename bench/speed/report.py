@@ -38,30 +38,70 @@ def _device_title(results):
     return f"{d['name']} ({d['type']})"
 
 
-def overhead_table(rows):
+def _wall(e):
+    if e.get("clock", "wall") == "wall":
+        return ""
+    return (" | " + " / ".join(f"{e[k]['median']:.3f}" for k in ("wall_ratio_vs_separate", "wall_ratio_vs_single")
+                               if e.get(k)))
+
+
+def overhead_table(rows, clock):
+    wall_h = "" if clock == "wall" else " | wall-time ratios: separate / single"
     head = ("| K | N | aggregated steps | evaluations N+(K−1)(e+1) | MMS summary total | UNet calls MMS / separate / "
-            "single | evaluations / N | median s: MMS / separate / single | **MMS / separate** | MMS / single |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+            f"single | evaluations / N | median {clock} s: MMS / separate / single | **MMS / separate** | "
+            f"**MMS / single**{wall_h} |\n"
+            "|---|---|---|---|---|---|---|---|---|---|" + ("" if clock == "wall" else "---|") + "\n")
     lines = []
     for e in rows:
         med = e["median_seconds"]
         secs = " / ".join(f"{med[n]:.3g}" for n in ("mms", "separate", "single") if n in med)
         lines.append(f"| {e['K']} | {e['steps']} | {_window(e)} | {e['expected_evaluations']} | "
                      f"{e['summary_total_evaluations']} | {_calls(e)} | {e['expected_evaluations'] / e['steps']:.2f} | "
-                     f"{secs} | {_r(e.get('ratio_vs_separate'))} | {_r(e.get('ratio_vs_single'))} |")
+                     f"{secs} | {_r(e.get('ratio_vs_separate'))} | {_r(e.get('ratio_vs_single'))}{_wall(e)} |")
     return head + "\n".join(lines) + "\n"
 
 
-def free_table(rows):
+def free_table(rows, clock):
+    wall_h = "" if clock == "wall" else " wall-time ratio |"
     head = ("| K (helpers at weight 0) | N | evaluations | MMS summary total | UNet calls MMS / stock | "
-            "median s: MMS / stock | **MMS / stock KSampler (N steps)** |\n|---|---|---|---|---|---|---|\n")
+            f"median {clock} s: MMS / stock | **MMS / stock KSampler (N steps)** |{wall_h}\n"
+            "|---|---|---|---|---|---|---|" + ("" if clock == "wall" else "---|") + "\n")
     lines = []
     for e in rows:
         c = e["unet_calls"]
         lines.append(f"| {e['K']} | {e['steps']} | {e['expected_evaluations']} | {e['summary_total_evaluations']} | "
                      f"{','.join(map(str, c['mms']))} / {','.join(map(str, c['single']))} | "
                      f"{e['median_seconds']['mms']:.3g} / {e['median_seconds']['single']:.3g} | "
-                     f"{_r(e.get('ratio_vs_single'))} |")
+                     f"{_r(e.get('ratio_vs_single'))}{_wall(e)} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def orchestration_table(rows):
+    rows = [e for e in rows if e.get("outside_unet_ms_per_eval")]
+    if not rows:
+        return "(not measured: CPU only)\n"
+    head = ("| configuration | evaluations | outside-UNet ms per evaluation: MMS / separate / single | "
+            "**MMS extra ms per evaluation vs separate** | vs single |\n|---|---|---|---|---|\n")
+    lines = []
+    seen = set()
+    for e in rows:
+        key = (e["K"], e["steps"], e["window_end"], e["helper_weight"])
+        if key in seen:
+            continue
+        seen.add(key)
+        conf = (f"K={e['K']}, helpers off" if e["group"] == "free" else f"K={e['K']}, e={e['window_end']}")
+        o = e["outside_unet_ms_per_eval"]
+        vals = " / ".join(f"{o[n]:.2f}" for n in ("mms", "separate", "single") if n in o)
+
+        def cell(key, e=e):
+            st = e.get(key)
+            if not st:
+                return "–"
+            return (f"**{st['median']:+.2f}** [{st['q1']:+.2f}…{st['q3']:+.2f}]" if st["n"] > 1
+                    else f"**{st['median']:+.2f}**")
+        lines.append(f"| {conf}, N={e['steps']} | {e['expected_evaluations']} | {vals} | "
+                     f"{cell('extra_outside_ms_per_eval_vs_separate')} | "
+                     f"{cell('extra_outside_ms_per_eval_vs_single')} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -94,7 +134,8 @@ def memory_table(rows):
     for r in rows:
         m, s, one = r["mms"], r["stock_separate"], r["stock_single_N"]
         lines.append(f"| {r['K']} | {m['weights_bytes'] / MB:.1f} | {m['peak_bytes'] / MB:.1f} | "
-                     f"**{r['mms_peak_vs_weights']:.3f}** | {m['working_bytes'] / MB:.1f} | {s['peak_bytes'] / MB:.1f} | "
+                     f"**{r['mms_peak_vs_weights']:.3f}** | {m['working_bytes'] / MB:.1f} | "
+                     f"{s['peak_bytes'] / MB:.1f} | "
                      f"{r['separate_peak_vs_weights']:.3f} | {one['working_bytes'] / MB:.1f} |")
     return head + "\n".join(lines) + "\n"
 
@@ -110,9 +151,12 @@ def table_md(results) -> str:
     load_s = (f"; 1-min load average {la.get('start'):.2f} at start, {la.get('end'):.2f} at end"
               if la.get("start") is not None and la.get("end") is not None else "")
     lat = "×".join(str(v) for v in st["latent"][1:])
+    clock = (results.get("clock") or {}).get("name", "wall")
+    clock_s = (results.get("clock") or {}).get("meaning", "wall time")
     parts = [
         f"# AMDM speed and memory: {_device_title(results)}, {results['mode']} mode\n",
-        f"- command (repo root): `{results['command']}`",
+        f"- command (repo root): `{results['command']}`"
+        + (f", run by `{results['wrapper']}`" if results.get("wrapper") else ""),
         f"- commit: `{git['commit']}`{dirty_s}",
         f"- device: {_device_title(results)}{threads}{load_s}",
         f"- torch {results['torch']}, ComfyUI {results['comfyui']}, Python {results['python']}; {results['date_utc']}",
@@ -124,7 +168,8 @@ def table_md(results) -> str:
         f"order; a ratio is the median of the per-repeat ratios, [q1–q3] when there are several; whole run "
         f"{results['elapsed_seconds']:.0f} s",
         "",
-        "Every ratio below is measured side by side in this one run; absolute times are for orientation only.",
+        f"Every ratio below is measured side by side in this one run; clock: {clock_s}"
+        + ("" if clock == "wall" else " (wall-time ratios alongside)") + "; absolute times are for orientation only.",
         "",
         "## Overhead against stock KSampler, the same number of UNet evaluations",
         "",
@@ -137,13 +182,22 @@ def table_md(results) -> str:
         "",
         f"### Scaling with K (e = {st['window_end']}, N = {st['steps']})",
         "",
-        overhead_table(by["K"]),
+        overhead_table(by["K"], clock),
         f"### Scaling with the window (K = {st['window_k']}, N = {st['steps']})",
         "",
-        overhead_table(by["window"]),
+        overhead_table(by["window"], clock),
         "### Window-free run",
         "",
-        free_table(by["free"]),
+        free_table(by["free"], clock),
+        "### Time outside the UNet (CPU)",
+        "",
+        "CPU time of each run minus the CPU time inside the members' UNet forwards (forward hooks), per "
+        "evaluation: the host's and the pack's orchestration (samplers, conds, CFG, the AMDM loop and math). The "
+        "UNet's large, noisy cost drops out, so this resolves what the MMS adds far more finely than the ratios "
+        "above. Median over repeats, [q1…q3] of the per-repeat differences. On a device where one evaluation "
+        "takes F ms, the MMS / stock ratio is then at most about 1 + extra / F.",
+        "",
+        orchestration_table(results["overhead"]),
         "## Aggregation + deviation math per aggregated step against one UNet forward",
         "",
         "Per aggregated step the pack converts the K post-step states and the base mean to VP units, aggregates "
@@ -177,7 +231,7 @@ def _plot(entries, x_key, xlabel, title, path: Path) -> bool:
     xs = [e[x_key] if x_key != "window_end" else e["window_end"] for e in entries]
     for key, label, marker in (("ratio_vs_separate", "MMS / K separate stock runs", "o"),
                                ("ratio_vs_single", "MMS / one stock run, same evaluations", "s")):
-        pts = [(x, e[key]) for x, e in zip(xs, entries) if e.get(key)]
+        pts = [(x, e[key]) for x, e in zip(xs, entries, strict=True) if e.get(key)]
         if not pts:
             continue
         px = [p[0] for p in pts]
@@ -188,7 +242,8 @@ def _plot(entries, x_key, xlabel, title, path: Path) -> bool:
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.axhline(GOAL, color="red", lw=0.8, ls="--", label=f"goal {GOAL}")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("time ratio (median, bars: q1–q3)")
+    clock = entries[0].get("clock", "wall") if entries else "wall"
+    ax.set_ylabel(f"{'CPU' if clock == 'cpu' else 'wall'}-time ratio (median, bars: q1–q3)")
     ax.set_xticks(xs)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)

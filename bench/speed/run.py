@@ -64,12 +64,12 @@ log = logging.getLogger("amdm.bench")
 # Mode presets. `latent` is the latent side used for the overhead and memory runs (None: per model,
 # see LATENT_BY_MODEL). Quick mode exercises every code path in well under a minute on 2 CPU cores.
 MODES = {
-    "quick": dict(steps=4, ks=[2, 3], window_end=1, window_k=2, window_ends=[1, 2], free_k=2,
+    "quick": dict(steps=3, ks=[2, 3], window_end=1, window_k=2, window_ends=[1, 2], free_k=2,
                   repeats=1, min_repeats=1, math_sizes=[64], math_ks=[2, 3], math_outer=3,
                   forward_warmup=0, forward_reps=1, memory_ks=[2], time_budget=0.0),
     "full": dict(steps=20, ks=[2, 3, 4, 5, 6, 7, 8], window_end=3, window_k=4, window_ends=[1, 3, 7, 15],
                  free_k=8, repeats=5, min_repeats=3, math_sizes=[64, 128], math_ks=[2, 3, 4, 5, 6, 7, 8],
-                 math_outer=7, forward_warmup=1, forward_reps=3, memory_ks=[2, 4, 8], time_budget=0.0),
+                 math_outer=7, forward_warmup=1, forward_reps=2, memory_ks=[2, 4, 8], time_budget=0.0),
 }
 LATENT_BY_MODEL = {"tiny": 8, "sd15": 64}   # tiny on CPU: 8x8 latents keep the full run at ~20 min
 CFG = 2.0
@@ -106,6 +106,13 @@ class Host:
     """Imported ComfyUI modules and the pack (imported as `amdm_pack`, as ComfyUI imports a pack)."""
 
     def __init__(self, device: str, threads: int | None):
+        try:
+            self._setup(device, threads)
+        except ModuleNotFoundError as e:
+            raise SystemExit(f"cannot import {e.name!r} (needed by ComfyUI or the pack): install it, or carry its "
+                             f"wheel (bench/speed/prepare_gpu_carry.sh, see bench/README_speed.md)") from e
+
+    def _setup(self, device: str, threads: int | None):
         path = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI").resolve()
         if not (path / "nodes.py").is_file() or not (path / "comfy" / "model_management.py").is_file():
             raise SystemExit(f"ComfyUI not found at {path}: run scripts/setup_env.sh or set COMFYUI_PATH")
@@ -156,15 +163,42 @@ class Host:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
 
+    @property
+    def clock_name(self) -> str:
+        """The clock the ratios use: on a CPU the process's CPU time (torch runs on one thread, so it
+        is the work done, and a shared machine's time slicing drops out); on a GPU wall time."""
+        return "wall" if self.device.type == "cuda" else "cpu"
+
+    def clock(self) -> float:
+        return time.perf_counter() if self.device.type == "cuda" else time.process_time()
+
+
+class UnetClock:
+    """CPU time spent inside the members' UNet forwards (forward pre/post hooks), so the time a run
+    spends OUTSIDE the UNet -- the host's and the pack's orchestration: samplers, conds, CFG, the
+    aggregation -- can be compared without the UNet's (large, noisy) cost. CPU only: on a GPU the
+    forward is asynchronous and only a synchronising hook could time it."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.seconds, self._start = enabled, 0.0, None
+
 
 class Member:
-    def __init__(self, name, patcher, positive, negative):
+    def __init__(self, name, patcher, positive, negative, clock: UnetClock):
         self.name, self.patcher, self.positive, self.negative = name, patcher, positive, negative
-        self.calls = 0
-        self.hook = patcher.model.diffusion_model.register_forward_pre_hook(self._count)
+        self.calls, self.clock = 0, clock
+        dm = patcher.model.diffusion_model
+        self.hooks = [dm.register_forward_pre_hook(self._pre), dm.register_forward_hook(self._post)]
 
-    def _count(self, module, args):
+    def _pre(self, module, args):
         self.calls += 1
+        if self.clock.enabled:
+            self.clock._start = time.process_time()
+
+    def _post(self, module, args, output):
+        if self.clock.enabled and self.clock._start is not None:
+            self.clock.seconds += time.process_time() - self.clock._start
+            self.clock._start = None
 
 
 def seeded_conditioning(torch, seed: int):
@@ -186,7 +220,7 @@ def _sd15_state_dict(host: Host, seed: int, device):
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         unet = oam.UNetModel(**SD15_UNET_CONFIG, dtype=torch.float32, device=device,
-                             operations=mtm._init_ops()).eval()
+                             operations=mtm._init_ops()).eval().to(device)
     gen = torch.Generator().manual_seed(400)
     x = torch.randn(1, 4, 8, 8, generator=gen).to(device)
     ctx = torch.randn(1, TOKENS, WIDTH, generator=gen).to(device)
@@ -204,6 +238,7 @@ def _sd15_state_dict(host: Host, seed: int, device):
 def build_members(host: Host, kind: str, count: int) -> list[Member]:
     torch = host.torch
     members = []
+    clock = UnetClock(enabled=host.device.type != "cuda")
     mtm = _load_file_module("amdm_bench_make_tiny_models", REPO_ROOT / "tests" / "host" / "make_tiny_models.py")
     for i in range(count):
         name = MEMBER_NAMES[i]
@@ -218,7 +253,7 @@ def build_members(host: Host, kind: str, count: int) -> list[Member]:
         detected = type(patcher.model.model_config).__name__
         if detected != "SD15":
             raise SystemExit(f"the generated {kind} UNet was detected as {detected}, not SD15")
-        members.append(Member(name, patcher, seeded_conditioning(torch, i), empty_conditioning(torch)))
+        members.append(Member(name, patcher, seeded_conditioning(torch, i), empty_conditioning(torch), clock))
         if host.device.type == "cuda":
             torch.cuda.empty_cache()
     return members
@@ -235,6 +270,7 @@ class Bench:
     def _reset_counts(self):
         for m in self.members:
             m.calls = 0
+        self.members[0].clock.seconds = 0.0
 
     def _calls(self):
         return sum(m.calls for m in self.members)
@@ -245,15 +281,16 @@ class Bench:
         base, helpers = self.members[0], self.members[1:k]
         chain = None
         for m in helpers:
-            chain = h.node_member.MultiModelMember.execute(m.patcher, m.positive, m.negative, CFG, helper_weight,
-                                                           chain).args[0]
+            chain = h.node_member.MultiModelMember.execute(model=m.patcher, positive=m.positive, negative=m.negative,
+                                                           cfg=CFG, weight=helper_weight, previous=chain).args[0]
         agg = h.settings.AggregationSettings(window_unit="steps", window_start=0, window_end=float(window_end))
 
         def run():
             with torch.inference_mode():
                 return h.node_sampler.MultiModelSampler.execute(
-                    base.patcher, base.positive, base.negative, chain, self.latent, SEED, steps, CFG, SAMPLER,
-                    SCHEDULER, 1.0, 1.0, agg, None)
+                    model=base.patcher, positive=base.positive, negative=base.negative, members=chain,
+                    latent_image=self.latent, seed=SEED, steps=steps, cfg=CFG, sampler_name=SAMPLER,
+                    scheduler=SCHEDULER, denoise=1.0, base_weight=1.0, aggregation=agg, deviation=None)
         return self._timed(run, lambda out: (out.args[0]["samples"], json.loads(out.ui["amdm_summary"][0])))
 
     def stock(self, runs: list[tuple[int, int]]):
@@ -274,13 +311,16 @@ class Bench:
         gc.collect()
         self._reset_counts()
         self.host.sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = run()
         self.host.sync()
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         samples, summary = unpack(out)
         finite = bool(self.host.torch.isfinite(samples).all())
-        return {"seconds": seconds, "unet_calls": self._calls(), "finite": finite, "summary": summary}
+        clock = self.members[0].clock
+        return {"seconds": seconds, "cpu_seconds": cpu_seconds, "unet_calls": self._calls(), "finite": finite,
+                "summary": summary,
+                "outside_unet_cpu_seconds": cpu_seconds - clock.seconds if clock.enabled else None}
 
     def variants(self, k: int, steps: int, window_end: int):
         """name -> callable; every variant does N + (K-1)(e+1) evaluations."""
@@ -303,8 +343,9 @@ def ratio_stats(values):
 
 
 def measure_config(bench: Bench, group: str, k: int, steps: int, window_end: int, repeats: int,
-                   free: bool = False) -> dict:
-    """One configuration: variants interleaved in rotating order, `repeats` times."""
+                   free: bool = False, deadline: float | None = None) -> dict:
+    """One configuration: variants interleaved in rotating order, `repeats` times (fewer, but at
+    least one, once time.perf_counter() passes `deadline`)."""
     if free:
         variants = {"mms": lambda: bench.mms(k, steps, window_end, helper_weight=0.0),
                     "single": lambda: bench.stock([(0, steps)])}
@@ -314,37 +355,65 @@ def measure_config(bench: Bench, group: str, k: int, steps: int, window_end: int
         expected = steps + (k - 1) * (window_end + 1)
     names = list(variants)
     times = {n: [] for n in names}
+    cpu_times = {n: [] for n in names}
+    outside = {n: [] for n in names}
     calls = {n: set() for n in names}
     finite = {n: True for n in names}
     summary = None
+    truncated = False
     for r in range(repeats):
+        if r > 0 and deadline is not None and time.perf_counter() > deadline:
+            repeats, truncated = r, True
+            break
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
             res = variants[n]()
             times[n].append(res["seconds"])
+            cpu_times[n].append(res["cpu_seconds"])
+            outside[n].append(res["outside_unet_cpu_seconds"])
             calls[n].add(res["unet_calls"])
             finite[n] = finite[n] and res["finite"]
             if res["summary"] is not None:
                 summary = res["summary"]
-    per_repeat = {f"ratio_vs_{n}": ratio_stats([times["mms"][r] / times[n][r] for r in range(repeats)])
-                  for n in names if n != "mms"}
+    clocks = {"wall": times, "cpu": cpu_times}
+    primary = bench.host.clock_name
+    per_repeat = {}
+    for clock, t in clocks.items():
+        for n in names:
+            if n != "mms":
+                per_repeat[f"{clock}_ratio_vs_{n}"] = ratio_stats([t["mms"][r] / t[n][r] for r in range(repeats)])
+    for n in names:
+        if n != "mms":
+            per_repeat[f"ratio_vs_{n}"] = per_repeat[f"{primary}_ratio_vs_{n}"]
     entry = {
         "group": group, "K": k, "steps": steps, "window_end": window_end,
         "helper_weight": 0.0 if free else 1.0,
+        "repeats": repeats, "truncated_by_time_budget": truncated,
         "expected_evaluations": expected,
         "summary_total_evaluations": summary["total_evaluations"] if summary else None,
         "summary_window_steps": summary["window_steps"] if summary else None,
         "summary_member_evaluations": [m["evaluations"] for m in summary["members"]] if summary else None,
         "unet_calls": {n: sorted(calls[n]) for n in names},
         "finite": finite,
+        "clock": primary,
         "seconds": times,
-        "median_seconds": {n: statistics.median(times[n]) for n in names},
+        "cpu_seconds": cpu_times,
+        "median_seconds": {n: statistics.median(clocks[primary][n]) for n in names},
+        "outside_unet_cpu_seconds": outside if outside["mms"][0] is not None else None,
         "order": "rotating: repeat r starts with variant r mod %d of %s" % (len(names), names),
     }
     entry.update(per_repeat)
-    log.info("%-7s K=%d N=%d e=%d evals=%d summary=%s calls=%s  MMS/separate=%s MMS/single=%s", group, k, steps,
-             window_end, expected, entry["summary_total_evaluations"], entry["unet_calls"],
-             _fmt(entry.get("ratio_vs_separate")), _fmt(entry.get("ratio_vs_single")))
+    if entry["outside_unet_cpu_seconds"]:
+        # the host's + the pack's work outside the UNet, ms per evaluation, and what the MMS adds
+        entry["outside_unet_ms_per_eval"] = {n: statistics.median(outside[n]) / expected * 1e3 for n in names}
+        for n in names:
+            if n != "mms":
+                entry[f"extra_outside_ms_per_eval_vs_{n}"] = ratio_stats(
+                    [(outside["mms"][r] - outside[n][r]) / expected * 1e3 for r in range(repeats)])
+    log.info("%-7s K=%d N=%d e=%d evals=%d summary=%s calls=%s  MMS/separate=%s MMS/single=%s (%s time; wall: "
+             "%s, %s)", group, k, steps, window_end, expected, entry["summary_total_evaluations"], entry["unet_calls"],
+             _fmt(entry.get("ratio_vs_separate")), _fmt(entry.get("ratio_vs_single")), primary,
+             _fmt(entry.get("wall_ratio_vs_separate")), _fmt(entry.get("wall_ratio_vs_single")))
     return entry
 
 
@@ -381,22 +450,22 @@ def time_math(host: Host, side: int, k: int, mode: str, outer: int, min_seconds:
         host.sync()
         inner, t = 1, 0.0
         while True:                      # calibrate: one sample lasts >= min_seconds
-            t0 = time.perf_counter()
+            t0 = host.clock()
             for _ in range(inner):
                 aggregation_math(core, states, mean0, weights, mode, sigma_next, step)
             host.sync()
-            t = time.perf_counter() - t0
+            t = host.clock() - t0
             if t >= min_seconds or inner >= 4096:
                 break
             inner *= 2
         samples = [t / inner]
         for _ in range(outer - 1):
             gc.collect()
-            t0 = time.perf_counter()
+            t0 = host.clock()
             for _ in range(inner):
                 aggregation_math(core, states, mean0, weights, mode, sigma_next, step)
             host.sync()
-            samples.append((time.perf_counter() - t0) / inner)
+            samples.append((host.clock() - t0) / inner)
     return statistics.median(samples)
 
 
@@ -415,11 +484,11 @@ def time_forward(host: Host, member: Member, side: int, warmup: int, reps: int) 
         for i in range(warmup + reps):
             gc.collect()
             host.sync()
-            t0 = time.perf_counter()
+            t0 = host.clock()
             unet(x, timesteps=ts, context=ctx)
             host.sync()
             if i >= warmup:
-                samples.append(time.perf_counter() - t0)
+                samples.append(host.clock() - t0)
     return {"seconds": statistics.median(samples), "all": samples, "warmup": warmup, "dtype": str(dtype)}
 
 
@@ -581,14 +650,16 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                      help="every measurement at its smallest (tiny models; < 1 min on 2 CPU cores); the test suite runs it")
+                      help="every measurement at its smallest (tiny models; < 1 min on 2 CPU cores); "
+                           "the test suite runs it")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="K = 2..8, windows 1/3/7/15 of 20 steps, 4x64x64 and 4x128x128, repeats")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--model", choices=["tiny", "sd15"], default=None,
                    help="tiny: the test suite's 13.6 M-parameter SD1.5-format UNet; sd15: full-size SD1.5 UNet, "
                         "random weights (default: tiny on cpu, sd15 on cuda)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default bench/results/speed/<device>[-quick])")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default bench/results/speed/<device>[-quick])")
     p.add_argument("--latent", type=int, default=None, help="latent side for the overhead and memory runs "
                                                             "(default 8 for tiny, 64 for sd15)")
     p.add_argument("--repeats", type=int, default=None, help="repeats per overhead configuration")
@@ -598,9 +669,13 @@ def parse_args(argv):
     p.add_argument("--ks", default=None, help="override K values, e.g. 2,3")
     p.add_argument("--window-ends", default=None, help="override window ends, e.g. 1,3")
     p.add_argument("--steps", type=int, default=None, help="override N")
+    p.add_argument("--window-k", type=int, default=None, help="override K of the window sweep")
+    p.add_argument("--free-k", type=int, default=None, help="override K of the window-free run")
+    p.add_argument("--memory-ks", default=None, help="override K values of the memory runs, e.g. 2,8")
     p.add_argument("--math-sizes", default=None, help="override math latent sides, e.g. 64,128")
     p.add_argument("--skip", default="", help="comma list of phases to skip: overhead,window,free,math,memory")
-    p.add_argument("--replot", type=Path, default=None, metavar="DIR", help="rebuild table.md and plots from DIR/results.json")
+    p.add_argument("--replot", type=Path, default=None, metavar="DIR",
+                   help="rebuild table.md and plots from DIR/results.json")
     ns = p.parse_args(argv)
     if ns.replot is None and ns.mode is None:
         p.error("one of --quick or --full is required")
@@ -632,6 +707,12 @@ def main(argv=None) -> int:
         cfg["window_ends"] = _ints(ns.window_ends)
     if ns.steps:
         cfg["steps"] = ns.steps
+    if ns.window_k:
+        cfg["window_k"] = ns.window_k
+    if ns.free_k:
+        cfg["free_k"] = ns.free_k
+    if ns.memory_ks:
+        cfg["memory_ks"] = _ints(ns.memory_ks)
     if ns.math_sizes:
         cfg["math_sizes"] = _ints(ns.math_sizes)
     if ns.repeats:
@@ -665,10 +746,15 @@ def main(argv=None) -> int:
     # warm-up: every member loaded (on a GPU they stay resident), kernels chosen, caches filled
     t0 = time.perf_counter()
     warm = {}
-    for name, fn in bench.variants(k_max, min(steps, 3), 1).items():
+    warm_steps = min(steps, 3)
+    for name, fn in bench.variants(k_max, warm_steps, 1).items():
         warm[name] = fn()
     warm_s = time.perf_counter() - t0
-    warm_evals = 3 * (min(steps, 3) + (k_max - 1) * 2)
+    # Everything alive now (torch, ComfyUI, the members) goes to the permanent generation: a full
+    # gc.collect() before each timed run then takes milliseconds instead of ~0.6 s.
+    gc.collect()
+    gc.freeze()
+    warm_evals = 3 * (warm_steps + (k_max - 1) * 2)
     t_eval = warm_s / warm_evals
     log.info("warm-up %.1f s, about %.3f s per evaluation (K=%d, latent %dx%d)", warm_s, t_eval, k_max, side, side)
 
@@ -687,43 +773,10 @@ def main(argv=None) -> int:
     log.info("overhead: %d repeats of %d evaluations per repeat (estimated %.0f s)", repeats, evals_per_repeat,
              repeats * evals_per_repeat * t_eval)
 
-    overhead = []
-    if "overhead" not in skip:
-        for k in cfg["ks"]:
-            overhead.append(measure_config(bench, "K", k, steps, e0, repeats))
-    if "window" not in skip:
-        for e in cfg["window_ends"]:
-            same = next((o for o in overhead if o["K"] == window_k and o["window_end"] == e), None)
-            if same is not None:
-                overhead.append(dict(same, group="window"))
-            else:
-                overhead.append(measure_config(bench, "window", window_k, steps, e, repeats))
-    if "free" not in skip:
-        overhead.append(measure_config(bench, "free", cfg["free_k"], steps, e0, repeats, free=True))
-
-    math_rows = []
-    if "math" not in skip:
-        min_s = 0.05 if host.device.type == "cpu" else 0.02
-        for s in cfg["math_sizes"]:
-            fwd = time_forward(host, members[0], s, cfg["forward_warmup"], cfg["forward_reps"])
-            entries = []
-            for mode in ("spherical", "slerp"):
-                for k in cfg["math_ks"]:
-                    sec = time_math(host, s, k, mode, cfg["math_outer"], min_s)
-                    entries.append({"mode": mode, "K": k, "seconds": sec, "ratio_vs_forward": sec / fwd["seconds"]})
-            math_rows.append({"latent": [4, s, s], "batch": 1, "forward": fwd, "entries": entries})
-            log.info("math at 4x%dx%d: forward %.4f s; spherical K=%d %.2e s (ratio %.2e), slerp K=%d %.2e s "
-                     "(ratio %.2e)", s, s, fwd["seconds"], entries[0]["K"], entries[0]["seconds"],
-                     entries[0]["ratio_vs_forward"], entries[-1]["K"], entries[-1]["seconds"],
-                     entries[-1]["ratio_vs_forward"])
-
-    memory, memory_method = [], None
-    if "memory" not in skip:
-        memory, memory_method = measure_memory(host, bench, cfg["memory_ks"], steps, e0)
-
     results = {
         "schema": SCHEMA,
         "command": command_line(argv),
+        "wrapper": os.environ.get("AMDM_BENCH_WRAPPER"),
         "python_executable": sys.executable,
         "git": git_info(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -732,10 +785,13 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "comfyui": host.comfyui_version,
         "python": platform.python_version(),
-        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+        "load_average_1min": {"start": load_start, "end": None},
         "model": {"kind": model, "parameters": sum(p.numel() for p in m0.model.diffusion_model.parameters()),
                   "dtype": str(m0.model_dtype()), "weight_bytes_per_member": m0.model_size(),
                   "build_seconds": build_s, "detected_as": type(m0.model.model_config).__name__},
+        "clock": {"name": host.clock_name,
+                  "meaning": "process CPU time (time.process_time; torch on one thread)" if host.clock_name == "cpu"
+                  else "wall time (time.perf_counter, CUDA synchronised)"},
         "settings": {"steps": steps, "ks": cfg["ks"], "window_end": e0, "window_k": window_k,
                      "window_ends": cfg["window_ends"], "free_k": cfg["free_k"], "latent": [1, 4, side, side],
                      "cfg": CFG, "sampler": SAMPLER, "scheduler": SCHEDULER, "seed": SEED, "repeats": repeats,
@@ -748,13 +804,61 @@ def main(argv=None) -> int:
         "warmup": {"seconds": warm_s, "seconds_per_evaluation": t_eval,
                    "finite": {k: v["finite"] for k, v in warm.items()},
                    "unet_calls": {k: v["unet_calls"] for k, v in warm.items()}},
-        "overhead": overhead,
-        "math": math_rows,
-        "memory": memory,
-        "memory_method": memory_method,
-        "elapsed_seconds": time.perf_counter() - t_start,
+        "overhead": [],
+        "math": [],
+        "memory": [],
+        "memory_method": None,
+        "complete": False,
+        "elapsed_seconds": None,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    def save():
+        results["elapsed_seconds"] = time.perf_counter() - t_start
+        if hasattr(os, "getloadavg"):
+            results["load_average_1min"]["end"] = os.getloadavg()[0]
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    save()               # saved again after every configuration: a run cut short keeps what it measured
+    deadline = t_start + 0.75 * budget if budget else None
+    overhead = results["overhead"]
+    if "overhead" not in skip:
+        for k in cfg["ks"]:
+            overhead.append(measure_config(bench, "K", k, steps, e0, repeats, deadline=deadline))
+            save()
+    if "window" not in skip:
+        for e in cfg["window_ends"]:
+            same = next((o for o in overhead if o["K"] == window_k and o["window_end"] == e), None)
+            if same is not None:
+                overhead.append(dict(same, group="window"))
+            else:
+                overhead.append(measure_config(bench, "window", window_k, steps, e, repeats, deadline=deadline))
+            save()
+    if "free" not in skip:
+        overhead.append(measure_config(bench, "free", cfg["free_k"], steps, e0, repeats, free=True,
+                                       deadline=deadline))
+        save()
+
+    if "math" not in skip:
+        min_s = 0.05 if host.device.type == "cpu" else 0.02
+        for s in cfg["math_sizes"]:
+            fwd = time_forward(host, members[0], s, cfg["forward_warmup"], cfg["forward_reps"])
+            entries = []
+            for mode in ("spherical", "slerp"):
+                for k in cfg["math_ks"]:
+                    sec = time_math(host, s, k, mode, cfg["math_outer"], min_s)
+                    entries.append({"mode": mode, "K": k, "seconds": sec, "ratio_vs_forward": sec / fwd["seconds"]})
+            results["math"].append({"latent": [4, s, s], "batch": 1, "forward": fwd, "entries": entries})
+            save()
+            log.info("math at 4x%dx%d: forward %.4f s; spherical K=%d %.2e s (ratio %.2e), slerp K=%d %.2e s "
+                     "(ratio %.2e)", s, s, fwd["seconds"], entries[0]["K"], entries[0]["seconds"],
+                     entries[0]["ratio_vs_forward"], entries[-1]["K"], entries[-1]["seconds"],
+                     entries[-1]["ratio_vs_forward"])
+
+    if "memory" not in skip:
+        results["memory"], results["memory_method"] = measure_memory(host, bench, cfg["memory_ks"], steps, e0)
+
+    results["complete"] = True
+    save()
     written = report.write_all(results, out)
     log.info("%s", report.summary_lines(results))
     log.info("wrote %s in %s (%.0f s)", ", ".join(written + ["results.json"]), out, results["elapsed_seconds"])

@@ -84,28 +84,36 @@ def gligen_state_dict():
     return sd
 
 
-def make_demo_models(base_dir, gligen: bool = True) -> dict:
-    """Write the demo models under base_dir/models (skipped when present); returns their paths."""
+def make_demo_models(base_dir, gligen: bool = True, checkpoints: bool = True) -> dict:
+    """Write the demo models under base_dir/models (each skipped when present and current);
+    returns their paths. Files are written atomically (temp file + rename)."""
     out = paths(base_dir)
     stamp = Path(base_dir).resolve() / "models" / f".amdm-demo-models-v{VERSION}"
-    wanted = [out["content"], out["style"]] + ([out["gligen"]] if gligen else [])
-    if stamp.is_file() and all(p.is_file() for p in wanted):
+    wanted = ([out["content"], out["style"]] if checkpoints else []) + ([out["gligen"]] if gligen else [])
+    current = stamp.is_file()
+    todo = [p for p in wanted if not (current and p.is_file())]
+    if not todo:
         return out
     gen = _generator()
     gen.ensure_comfy_importable()
     for p in wanted:
         p.parent.mkdir(parents=True, exist_ok=True)
-    vae = gen.taesd_state_dict()
-    clip = {"cond_stage_model.transformer." + k: t for k, t in gen.clip_l_state_dict().items()}
-    for key, variant in (("content", "a"), ("style", "b")):
-        if out[key].is_file() and stamp.is_file():
-            continue
-        ckpt = {"model.diffusion_model." + k: t for k, t in gen.unet_state_dict(gen.variant_seed(variant)).items()}
-        ckpt.update({"first_stage_model." + k: t for k, t in vae.items()})
-        ckpt.update(clip)
-        gen._save(ckpt, out[key])
-    if gligen:
+    if out["content"] in todo or out["style"] in todo:
+        vae = gen.taesd_state_dict()
+        clip = {"cond_stage_model.transformer." + k: t for k, t in gen.clip_l_state_dict().items()}
+        for key, variant in (("content", "a"), ("style", "b")):
+            if out[key] not in todo:
+                continue
+            ckpt = {"model.diffusion_model." + k: t for k, t in gen.unet_state_dict(gen.variant_seed(variant)).items()}
+            ckpt.update({"first_stage_model." + k: t for k, t in vae.items()})
+            ckpt.update(clip)
+            gen._save(ckpt, out[key])
+    if out["gligen"] in todo:
         gen._save(gligen_state_dict(), out["gligen"])
+    if not current:   # files of an older version are rewritten above only if requested: drop them
+        for p in (out["content"], out["style"], out["gligen"]):
+            if p not in wanted and p.exists():
+                p.unlink()
     stamp.write_text(json.dumps({k: str(v) for k, v in out.items()}) + "\n")
     return out
 

@@ -1,0 +1,139 @@
+"""The shipped workflows against the real server's schemas: every node type exists in /object_info,
+widget values match the schemas (count, order, type, range, options), links join matching types,
+each UI workflow and its API twin agree, the files match their source (workflow_specs.py), and
+ComfyUI serves them as the pack's templates."""
+import json
+
+import pytest
+
+import api_helpers as ah
+from amdm_main import build_workflows, workflow_format as wf
+
+NAMES = ah.WORKFLOW_NAMES
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server, tiny_model_set):
+    ah.ensure_demo_models(tiny_model_set)   # so the model combos list the demo files
+    ah.upload_input_image(comfy_server)
+    return comfy_server.object_info()
+
+
+def test_files_exist_and_templates_are_the_ui_files():
+    assert len(NAMES) == 7
+    for name in NAMES:
+        ui_path, api_path, tpl_path = (d / f"{name}.json" for d in (ah.UI_DIR, ah.API_DIR, ah.TEMPLATE_DIR))
+        assert ui_path.is_file() and api_path.is_file() and tpl_path.is_file(), name
+        assert tpl_path.read_bytes() == ui_path.read_bytes(), f"example_workflows/{name}.json differs from workflows/ui"
+        assert wf.is_ui_format(json.loads(ui_path.read_text())) and wf.is_api_format(json.loads(api_path.read_text()))
+    # nothing else in the three folders (a stale file would be offered to users)
+    for d, pattern in ((ah.UI_DIR, "*.json"), (ah.API_DIR, "*.json"), (ah.TEMPLATE_DIR, "*.json")):
+        assert sorted(p.stem for p in d.glob(pattern)) == sorted(NAMES), d
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_node_types_exist_in_the_server(object_info, name):
+    ui, api = ah.load_ui(name), ah.load_api(name)
+    for node in ui["nodes"]:
+        if node["type"] in wf.VIRTUAL_NODE_TYPES:
+            assert node["type"] == "MarkdownNote"      # frontend-only note; the browser test loads it
+            continue
+        assert node["type"] in object_info, f"{name}: node {node['id']} type {node['type']} not in /object_info"
+        module = object_info[node["type"]]["python_module"]
+        assert module in ("nodes", "custom_nodes.amdm_pack") or module.startswith("comfy_extras."), \
+            f"{name}: {node['type']} comes from {module}; only core nodes and this pack are allowed"
+    assert {n["class_type"] for n in api.values()} <= set(object_info)
+    assert any(t.startswith("AMDM_") for t in (n["class_type"] for n in api.values()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_widget_values_match_the_schemas(object_info, name):
+    ui = ah.load_ui(name)
+    links = {link[0]: link for link in ui["links"]}
+    for node in ui["nodes"]:
+        if node["type"] in wf.VIRTUAL_NODE_TYPES:
+            assert len(node["widgets_values"]) == 1 and isinstance(node["widgets_values"][0], str)
+            continue
+        schema = object_info[node["type"]]
+        layout = wf.widget_layout(schema)
+        where = f"{name}: node {node['id']} ({node['type']})"
+        assert len(node["widgets_values"]) == len(layout), f"{where}: widget count"
+        for (wname, kind), value in zip(layout, node["widgets_values"]):
+            if kind == "control":
+                assert value == "fixed", f"{where}: {wname} must not change after each run (reproducible)"
+            elif kind == "upload":
+                assert value == "image"
+            else:
+                spec = next(sp for n, sp, _ in wf.input_specs(schema) if n == wname)
+                if wf.input_type(spec) == "COMBO" and value in ah.workflow_specs.PLACEHOLDERS:
+                    continue   # a placeholder file name (checked after substitution below)
+                assert wf._check_value(spec, value) == [], f"{where}: {wname} = {value!r}"
+        # socket inputs: the schema's, in its order, with the right types; links land where they say
+        sockets = wf.socket_inputs(schema)
+        assert [(s["name"], s["type"]) for s in node["inputs"]] == [(n, t) for n, t, _ in sockets], where
+        for slot_index, slot in enumerate(node["inputs"]):
+            if slot["link"] is not None:
+                _, origin, origin_slot, target, target_slot, ltype = links[slot["link"]]
+                assert (target, target_slot) == (node["id"], slot_index) and ltype == slot["type"], where
+        assert [o["type"] for o in node["outputs"]] == schema["output"], where
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_and_api_twin_agree(object_info, name):
+    ui, api = ah.load_ui(name), ah.load_api(name)
+    assert wf.ui_to_api(ui, object_info) == api
+    # the API twin is valid for the server once the placeholders name real files
+    g = wf.substitute(api, _demo_names())
+    assert wf.check_api_against_schemas(g, object_info) == []
+
+
+def _demo_names():
+    from amdm_main import demo_models, workflow_specs
+    return {workflow_specs.CONTENT_CKPT: demo_models.CONTENT_CKPT, workflow_specs.STYLE_CKPT: demo_models.STYLE_CKPT,
+            workflow_specs.GLIGEN_MODEL: demo_models.GLIGEN_FILE, workflow_specs.INPUT_IMAGE: ah.COMFY_EXAMPLE_IMAGE_NAME}
+
+
+def test_files_are_built_from_the_specs(object_info):
+    """workflows/ is generated (scripts/amdm_main/build_workflows.py); a hand edit of one file
+    without the others, or a schema change in the pack, shows up here."""
+    for name, (ui, api) in build_workflows.build_all(object_info).items():
+        assert ah.load_ui(name) == ui, f"{name}: regenerate with scripts/amdm_main/build_workflows.py"
+        assert ah.load_api(name) == api, name
+
+
+def test_paper_settings_in_the_two_model_workflow():
+    api = ah.load_api("amdm_sd15_two_models")
+    (sampler,) = [n["inputs"] for n in api.values() if n["class_type"] == "AMDM_MultiModelSampler"]
+    (member,) = [n["inputs"] for n in api.values() if n["class_type"] == "AMDM_Member"]
+    (agg,) = [n["inputs"] for n in api.values() if n["class_type"] == "AMDM_SphericalAggregate"]
+    (dev,) = [n["inputs"] for n in api.values() if n["class_type"] == "AMDM_DeviationOptimize"]
+    assert (sampler["base_weight"], member["weight"]) == (0.5, 0.866)
+    assert (sampler["steps"], sampler["cfg"], member["cfg"]) == (20, 7.5, 7.5)
+    assert (sampler["sampler_name"], sampler["scheduler"]) == ("euler", "ddim_uniform")
+    assert (agg["mode"], agg["window_unit"], agg["window_start"], agg["window_end"]) == ("spherical", "steps", 1, 3)
+    assert dev["step"] == pytest.approx(45 / 128, abs=1e-4) and dev["target"] == "faithful" and dev["members"] == "base"
+    # aggregation and deviation are connected, not left to the defaults
+    assert isinstance(sampler["aggregation"], list) and isinstance(sampler["deviation"], list)
+    ckpts = sorted(n["inputs"]["ckpt_name"] for n in api.values() if n["class_type"] == "CheckpointLoaderSimple")
+    assert ckpts == ["content_model_sd15.safetensors", "style_model_sd15.safetensors"]
+
+
+def test_gligen_workflow_uses_stock_layout_nodes():
+    api = ah.load_api("amdm_sd15_three_members_gligen")
+    members = [k for k, n in api.items() if n["class_type"] == "AMDM_Member"]
+    assert len(members) == 2      # + the base = three members
+    boxes = [n for n in api.values() if n["class_type"] == "GLIGENTextBoxApply"]
+    assert len(boxes) == 2 and any(n["class_type"] == "GLIGENLoader" for n in api.values())
+    # one member's positive conditioning comes out of the GLIGEN boxes
+    box_ids = {k for k, n in api.items() if n["class_type"] == "GLIGENTextBoxApply"}
+    assert sum(api[m]["inputs"]["positive"][0] in box_ids for m in members) == 1
+
+
+def test_templates_are_served_by_comfyui(comfy_server):
+    status, raw = comfy_server._request("GET", "/workflow_templates")
+    assert status == 200
+    listed = json.loads(raw)
+    assert sorted(listed["amdm_pack"]) == sorted(NAMES)      # each once (API twins are not templates)
+    for name in NAMES:
+        status, raw = comfy_server._request("GET", f"/api/workflow_templates/amdm_pack/{name}.json")
+        assert status == 200 and json.loads(raw) == ah.load_ui(name)
