@@ -693,8 +693,8 @@ def main(argv=None) -> int:
     log.setLevel(logging.INFO)
     if ns.replot is not None:
         results = json.loads((ns.replot / "results.json").read_text())
-        report.write_all(results, ns.replot)
-        log.info("rewrote %s", ", ".join(sorted(p.name for p in ns.replot.iterdir())))
+        written = report.write_all(results, ns.replot)
+        log.info("rewrote %s in %s from its results.json", ", ".join(written), ns.replot)
         return 0
 
     t_start = time.perf_counter()
