@@ -21,7 +21,7 @@ import comfy.samplers
 from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, Trace, amdm_sample
 from ..amdm_core.ranges import steps_in_range
 from .compose_model import ComposeModel
-from .host_stepper import HostStepper, MemberModel, check_sampler
+from .host_stepper import HostStepper, MemberModel, check_sampler, check_step_noise
 from .members import Member, MemberError, check_compatible
 from .settings import AggregationSettings, ComposeSettings, DeviationSettings
 from .window import resolve_compose_window, resolve_range, resolve_window
@@ -45,6 +45,8 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
         self.set_conds(base.positive, base.negative)
         self.set_cfg(base.cfg)
         self.members = list(members)
+        if deviation is not None and not isinstance(deviation, DeviationSettings):
+            raise ValueError("'deviation' must come from a Deviation Optimize node.")
         self.aggregation = aggregation
         self.composing = isinstance(aggregation, ComposeSettings)
         self.deviation = None if self.composing else deviation
@@ -68,6 +70,8 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
         ms = self.model_patcher.get_model_object("model_sampling")
         active = self._plan(sigmas, ms) if len(sigmas) > 1 else False
         check_sampler(sampler, window_empty=not active)       # before any model is loaded
+        if active and not self.composing:
+            check_step_noise(sampler, self.aggregation)
         self._active = active
         self._helper_noise = self._make_helper_noise(noise, seed) if active and not self.composing else []
         saved = []
@@ -259,8 +263,11 @@ class _AMDMSampler(comfy.samplers.KSAMPLER):
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         self._max_denoise = self.max_denoise(model_wrap, sigmas)
-        return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
-                              disable_pbar)
+        try:
+            return super().sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask,
+                                  disable_pbar)
+        finally:    # the bound method and the guider form a cycle: break it so clones are freed at once
+            self.sampler_function = self.guider = None
 
     @torch.no_grad()
     def _sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None):

@@ -41,6 +41,19 @@ def check_sampler(sampler, window_empty: bool) -> None:
                          f"window. Choose a sampler without 'cfg_pp' (e.g. euler, dpmpp_2m).")
 
 
+def is_stochastic(sampler_function) -> bool:
+    """Samplers that add fresh noise take a noise sampler (or an eta) in k-diffusion."""
+    params = inspect.signature(sampler_function).parameters
+    return "noise_sampler" in params or "eta" in params
+
+
+def check_step_noise(sampler, aggregation) -> None:
+    if aggregation.step_noise == "shared" and aggregation.mode == "spherical" and is_stochastic(sampler.sampler_function):
+        raise ValueError(f"'step_noise' = 'shared' with mode 'spherical' and the stochastic sampler "
+                         f"'{sampler_function_name(sampler)}' would add one noise draw coherently (inflating it by the "
+                         f"sum of the weights): use step_noise 'independent' or mode 'slerp'.")
+
+
 class MemberModel:
     """One member as the k-diffusion `model` argument: KSamplerX0Inpaint plus its own extra_args.
 
@@ -88,8 +101,7 @@ class HostStepper:
             self.step_fn, self.step_options = comfy.k_diffusion.sampling.sample_euler, {}
         self.seed = 0 if seed is None else int(seed)
         self.disable = disable_pbar
-        params = inspect.signature(self.fn).parameters
-        self.stochastic = "noise_sampler" in params or "eta" in params
+        self.stochastic = is_stochastic(self.fn)
 
     def step_seed(self, index: int, stream: int) -> int:
         """A distinct, reproducible seed per (step, member stream), never the run's own seed."""

@@ -37,17 +37,28 @@ class MemberError(ValueError):
     """Raised for a member that cannot take part; the message names it and says what to do."""
 
 
-def check_member_values(label: str, model, positive, negative, cfg: float, weight: float) -> None:
+def _number(label: str, name: str, value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MemberError(f"{label}: '{name}' = {value!r} is not a number.") from None
+
+
+def check_member_values(label: str, model, positive, negative, cfg: float, weight: float,
+                        weight_name: str = "weight") -> None:
     if model is None or not hasattr(model, "get_model_object"):
         raise MemberError(f"{label}: 'model' is not a MODEL; connect a model loader's MODEL output.")
     for name, cond in (("positive", positive), ("negative", negative)):
         if not isinstance(cond, list) or len(cond) == 0:
             raise MemberError(f"{label}: '{name}' conditioning is empty or missing; connect a CLIP Text Encode "
                               f"(or other CONDITIONING) output to '{name}'.")
-    if not math.isfinite(float(cfg)):
-        raise MemberError(f"{label}: 'cfg' = {cfg} is not a finite number.")
-    if not math.isfinite(float(weight)) or float(weight) < 0:
-        raise MemberError(f"{label}: 'weight' = {weight} must be a finite number >= 0 (0 switches the member off).")
+    c = _number(label, "cfg", cfg)
+    if not math.isfinite(c) or c < 0:
+        raise MemberError(f"{label}: 'cfg' = {cfg} must be a finite number >= 0.")
+    w = _number(label, weight_name, weight)
+    if not math.isfinite(w) or w < 0:
+        raise MemberError(f"{label}: '{weight_name}' = {weight} must be a finite number >= 0 "
+                          f"(0 switches the member off).")
 
 
 FLOW_CLASSES = tuple(getattr(comfy.model_sampling, n) for n in ("CONST", "COSMOS_RFLOW")

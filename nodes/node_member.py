@@ -35,8 +35,12 @@ class MultiModelMember(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, weight, previous=None, range_start=0.0, range_end=1.0,
                 range_unit="percent") -> io.NodeOutput:
-        chain = tuple(previous or ())
-        label = member_label(len(chain) + 1, cls.hidden.unique_id if cls.hidden else None)
+        node_id = cls.hidden.unique_id if cls.hidden else None
+        try:
+            chain = member_chain(previous, "previous")
+        except MemberError as e:
+            raise MemberError(f"Multi-Model Member (node #{node_id}): {e}") from None
+        label = member_label(len(chain) + 1, node_id)
         if len(chain) + 2 > MAX_MEMBERS:
             raise MemberError(f"{label}: the chain has more than {MAX_MEMBERS} members (base + {MAX_MEMBERS - 1} "
                               f"helpers at most); remove a Multi-Model Member.")
@@ -45,8 +49,19 @@ class MultiModelMember(io.ComfyNode):
         return io.NodeOutput(chain + (Member(model, positive, negative, float(cfg), float(weight), label, rng),))
 
 
-def member_range(label, unit, start, end) -> RangeSettings:
+def member_chain(value, input_name: str, allow_none: bool = True) -> tuple:
+    """A member chain socket value: a tuple of Members, or None where nothing need be connected."""
+    if value is None and allow_none:
+        return ()
+    if not isinstance(value, (tuple, list)) or not all(isinstance(m, Member) for m in value):
+        raise MemberError(f"'{input_name}' is not a member chain ({type(value).__name__}); connect the output of a "
+                          f"Multi-Model Member node to '{input_name}'.")
+    return tuple(value)
+
+
+def member_range(label, unit, start, end, prefix: str = "") -> RangeSettings:
     try:
         return RangeSettings(unit, float(start), float(end))
-    except ValueError as e:
-        raise MemberError(f"{label}: {e}") from None
+    except (TypeError, ValueError) as e:
+        msg = str(e).replace("'range_", f"'{prefix}range_") if prefix else str(e)
+        raise MemberError(f"{label}: {msg}") from None

@@ -10,7 +10,7 @@ import comfy.samplers
 from comfy_api.latest import io, ui
 
 from .members import MemberError
-from .node_sampler import base_member_inputs, build_guider, config_inputs, run_guider, run_sigmas
+from .node_sampler import base_member_inputs, build_guider, check_run_inputs, config_inputs, run_guider, run_sigmas
 from .socket_types import CATEGORY
 from .summary import summary_text
 from .sweep import SWEEP_PARAMETERS, configurations, labelled_grid, parse_values
@@ -70,7 +70,9 @@ class MultiModelSweep(io.ComfyNode):
         if parameter_2 != "none" and parameter_2 == parameter:
             raise ValueError(f"'parameter_2' is the same as 'parameter' ({parameter}); choose another or 'none'")
         vals = parse_values(parameter, values)
-        vals2 = parse_values(parameter_2, values_2) if parameter_2 != "none" else []
+        vals2 = parse_values(parameter_2, values_2, "values_2") if parameter_2 != "none" else []
+        if vae is None or not hasattr(vae, "decode"):
+            raise ValueError("'vae' is not a VAE; connect a VAE (e.g. the checkpoint loader's VAE output) to 'vae'.")
         base_agg = aggregation
         if base_agg is None:
             from .settings import AggregationSettings
@@ -79,7 +81,6 @@ class MultiModelSweep(io.ComfyNode):
             configs = configurations(parameter, vals, parameter_2, vals2, base_agg, deviation, base_weight)
         except ValueError as e:
             raise ValueError(f"Multi-Model Sweep: {e}") from None
-        sigmas = run_sigmas(model, steps, sampler_name, scheduler, denoise)
         guiders = []
         for c in configs:          # build and validate every configuration before running any
             helpers = tuple(dataclasses.replace(m, weight=m.weight * c.helper_scale) for m in members)
@@ -89,6 +90,8 @@ class MultiModelSweep(io.ComfyNode):
                                             base_range_unit))
             except ValueError as e:
                 raise MemberError(f"configuration '{c.label}': {e}") from None
+        check_run_inputs(model, latent_image, steps, sampler_name, scheduler, denoise)
+        sigmas = run_sigmas(model, steps, sampler_name, scheduler, denoise)
         costs = [g.planned_member_steps(sigmas) for g in guiders]
         log.info("Multi-Model Sweep: %d configurations, about %d model evaluations in total (%s)",
                  len(configs), sum(costs), ", ".join(f"{c.label}: {n}" for c, n in zip(configs, costs)))

@@ -10,7 +10,7 @@ def build_summary(guider, sigmas, sampler_name: str = "", scheduler: str = "") -
     evaluations = list(trace.evaluations) if trace else [0] * len(members)
     evaluations += [0] * (len(members) - len(evaluations))
     aggregated = bool(trace and trace.aggregated_steps)
-    n_steps = len(sigmas) - 1
+    n_steps = max(0, len(sigmas) - 1)
     return {
         "steps": n_steps,
         "sampler": sampler_name,

@@ -14,10 +14,10 @@ SWEEP_PARAMETERS = ("window_end", "window_start", "base_weight", "helper_weight"
 MAX_CONFIGURATIONS = 64
 
 
-def parse_values(parameter: str, text: str) -> list:
+def parse_values(parameter: str, text: str, input_name: str = "values") -> list:
     items = [t.strip() for t in str(text).replace(";", ",").split(",") if t.strip()]
     if not items:
-        raise ValueError(f"'values' is empty; give comma-separated values for '{parameter}', e.g. 0.1, 0.2, 0.3")
+        raise ValueError(f"'{input_name}' is empty; give comma-separated values for '{parameter}', e.g. 0.1, 0.2")
     if parameter == "mode":
         return items
     out = []
@@ -25,9 +25,9 @@ def parse_values(parameter: str, text: str) -> list:
         try:
             v = float(t)
         except ValueError:
-            raise ValueError(f"'values': {t!r} is not a number (parameter '{parameter}')") from None
+            raise ValueError(f"'{input_name}': {t!r} is not a number (parameter '{parameter}')") from None
         if not math.isfinite(v):
-            raise ValueError(f"'values': {t!r} is not finite (parameter '{parameter}')")
+            raise ValueError(f"'{input_name}': {t!r} is not finite (parameter '{parameter}')")
         out.append(v)
     return out
 

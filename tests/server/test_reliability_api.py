@@ -352,13 +352,17 @@ def test_denoise_0_returns_the_input_latent(comfy_server):
 # -- faults on the shared server ------------------------------------------------------------------------
 
 def _interrupt_at(client, value):
+    """Press cancel (POST /interrupt) once the sampler reports `value` member steps done."""
+    sent = []
+
     def on_message(mtype, data):
-        if mtype == "progress" and data.get("node") == SAMPLER and data["value"] == value:
-            client.interrupt()
+        if mtype == "progress" and data.get("node") == SAMPLER and data["value"] >= value and not sent:
+            sent.append(client.interrupt())
     return on_message
 
 
-@pytest.mark.parametrize("where, steps, window, at", [("in-window", 16, (1, 12), 3), ("after-window", 24, (1, 2), 8)])
+# Long schedules leave ample time (tens of member steps) for the interrupt to arrive in the intended part.
+@pytest.mark.parametrize("where, steps, window, at", [("in-window", 24, (1, 16), 3), ("after-window", 40, (1, 2), 8)])
 def test_interrupt_then_the_next_prompt_is_bitwise_normal(comfy_server, baseline, where, steps, window, at):
     result = comfy_server.run(amdm_prompt(steps=steps, window=window, seed=21), check=False, timeout=120,
                               on_message=_interrupt_at(comfy_server, at))
