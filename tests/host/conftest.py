@@ -281,3 +281,16 @@ def amdm(pack):
     runner = mod.AMDMRunner(pack)
     runner.count_calls, runner.random_latent = mod.count_calls, mod.random_latent
     return runner
+
+
+@pytest.fixture(autouse=True)
+def _drop_stale_loaded_models(comfy):
+    """Earlier failing tests (pytest keeps the last failure's traceback, and with it that test's MODEL
+    clones) leave LoadedModel entries whose patcher is gone (a leak would be caught by
+    test_reliability_faults.py). ComfyUI never removes them and runs a full gc.collect() in every
+    load_models_gpu call while one exists; drop the dead ones so these tests' timing and logs do not
+    depend on what ran before. Dead entries are inert otherwise (never matched, never unloaded)."""
+    mm = comfy.model_management
+    if any(lm.is_dead() for lm in mm.current_loaded_models):
+        mm.current_loaded_models[:] = [lm for lm in mm.current_loaded_models if not lm.is_dead()]
+    yield

@@ -110,19 +110,6 @@ def dead_loaded_models(comfy):
     return [lm for lm in comfy.model_management.current_loaded_models if lm.is_dead()]
 
 
-@pytest.fixture(autouse=True)
-def _drop_stale_loaded_models(comfy):
-    """Earlier failing tests (pytest keeps the last failure's traceback, and with it that test's MODEL
-    clones) leave LoadedModel entries whose patcher is gone (the product leak tested in
-    test_reliability_faults.py). ComfyUI never removes them and runs a full gc.collect() in every
-    load_models_gpu call while one exists; drop the dead ones so these tests' timing and logs do not
-    depend on what ran before. Dead entries are inert otherwise (never matched, never unloaded)."""
-    mm = comfy.model_management
-    if any(lm.is_dead() for lm in mm.current_loaded_models):
-        mm.current_loaded_models[:] = [lm for lm in mm.current_loaded_models if not lm.is_dead()]
-    yield
-
-
 # -- models that fail on demand ----------------------------------------------------------------------
 
 def failing(model, at, action="raise", every_run=True):
