@@ -98,7 +98,7 @@ def test_stochastic_noise_policies(amdm, model_a, make_cond, empty_latent):
     ratios = json.loads(ui["amdm_summary"][0])["norm_ratio"]
     assert ratios == pytest.approx([1.0, 1.0, 1.0], abs=1e-4)
     coherent = amdm.aggregation(step_noise="shared", **win)
-    with pytest.raises(ValueError, match="inflates it"):
+    with pytest.raises(ValueError, match="'step_noise' = 'shared' with mode 'spherical'.*inflating"):
         amdm.sample(model_a, pos, neg, same, empty_latent(), steps=6, sampler_name="euler_ancestral",
                     aggregation=coherent)
     # the same setting is harmless, and allowed, with a deterministic sampler
