@@ -11,11 +11,11 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from .guider import MultiModelGuider
 from .members import Member, check_member_values, member_label
-from .settings import AggregationSettings, DeviationSettings
+from .settings import DeviationSettings
 from .node_member import member_chain, member_range
 from .socket_types import CATEGORY, Aggregation, DeviationConfig, Members, range_inputs
 from .summary import build_summary, summary_json, summary_text

@@ -5,12 +5,15 @@ import dataclasses
 import json
 import logging
 
+import torch
+
 import comfy.model_management
 import comfy.samplers
 from comfy_api.latest import io, ui
 
 from .members import MemberError
 from .node_sampler import base_member_inputs, build_guider, check_run_inputs, config_inputs, run_guider, run_sigmas
+from .settings import AggregationSettings
 from .socket_types import CATEGORY
 from .summary import summary_text
 from .sweep import SWEEP_PARAMETERS, configurations, labelled_grid, parse_values
@@ -65,7 +68,6 @@ class MultiModelSweep(io.ComfyNode):
     def execute(cls, model, positive, negative, members, latent_image, vae, seed, steps, cfg, sampler_name, scheduler,
                 denoise, base_weight, parameter, values, parameter_2, values_2, aggregation=None,
                 deviation=None, base_range_start=0.0, base_range_end=1.0, base_range_unit="percent") -> io.NodeOutput:
-        import torch
         hidden_id = cls.hidden.unique_id if cls.hidden else None
         if parameter_2 != "none" and parameter_2 == parameter:
             raise ValueError(f"'parameter_2' is the same as 'parameter' ({parameter}); choose another or 'none'")
@@ -73,10 +75,7 @@ class MultiModelSweep(io.ComfyNode):
         vals2 = parse_values(parameter_2, values_2, "values_2") if parameter_2 != "none" else []
         if vae is None or not hasattr(vae, "decode"):
             raise ValueError("'vae' is not a VAE; connect a VAE (e.g. the checkpoint loader's VAE output) to 'vae'.")
-        base_agg = aggregation
-        if base_agg is None:
-            from .settings import AggregationSettings
-            base_agg = AggregationSettings()
+        base_agg = aggregation if aggregation is not None else AggregationSettings()
         try:
             configs = configurations(parameter, vals, parameter_2, vals2, base_agg, deviation, base_weight)
         except ValueError as e:

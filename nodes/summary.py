@@ -5,7 +5,7 @@ import json
 
 
 def build_summary(guider, sigmas, sampler_name: str = "", scheduler: str = "") -> dict:
-    trace, window = guider.last_trace, guider.last_window
+    trace = guider.last_trace
     members = [guider.members[0]] + list(guider.helpers)
     evaluations = list(trace.evaluations) if trace else [0] * len(members)
     evaluations += [0] * (len(members) - len(evaluations))
