@@ -10,10 +10,12 @@ from __future__ import annotations
 import comfy.model_patcher
 
 from ..amdm_core.compose import compose_predictions
+from .host_stepper import CFG_PP_ADVICE, post_cfg_count
 
 
 class ComposeModel:
-    def __init__(self, members, ranges, window, weights, mode, sigmas):
+    def __init__(self, members, ranges, window, weights, mode, sigmas, sampler_name="the sampler"):
+        self.sampler_name = sampler_name
         self.members, self.ranges, self.window = members, ranges, window
         self.weights, self.mode = list(weights), mode
         self.step_sigmas = [float(v) for v in sigmas[:-1]]
@@ -35,6 +37,8 @@ class ComposeModel:
                              f"the whole schedule")
         if len(act) == 1:
             return self._call(act[0], x, sigma, kw)
+        if post_cfg_count(kw.get("model_options")) > post_cfg_count(self.members[0].extra_args.get("model_options")):
+            raise ValueError(f"sampler '{self.sampler_name}' installed a post-CFG hook: {CFG_PP_ADVICE}.")
         self.composed_steps.add(max(j for j, v in enumerate(self.step_sigmas) if v >= s - 1e-6 * max(1.0, s)))
         captured = [{} for _ in act] if self.mode == "composable" else None
         outs = [self._call(k, x, sigma, kw, captured[i] if captured else None) for i, k in enumerate(act)]

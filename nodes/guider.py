@@ -1,4 +1,4 @@
-"""MultiModelGuider: a CFGGuider that runs AMDM over several members in one sampling pass.
+"""Guider_MultiModel: a CFGGuider that runs AMDM over several members in one sampling pass.
 
 The base member goes through ComfyUI's unchanged CFGGuider path (wrappers, hooks, ControlNets
 keep working for it). Helpers are private clones that ride along as additional models of the
@@ -13,15 +13,13 @@ import time
 
 import torch
 
-import comfy.hooks
-import comfy.model_patcher
-import comfy.sampler_helpers
 import comfy.samplers
 
 from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, Trace, amdm_sample
 from ..amdm_core.ranges import steps_in_range
 from .compose_model import ComposeModel
-from .host_stepper import HostStepper, MemberModel, check_sampler, check_step_noise
+from .host_mirror import check_multigpu, enter_helper, exit_helper, helper_extra_models, prepare_helper_run
+from .host_stepper import HostStepper, MemberModel, check_sampler, check_step_noise, sampler_display_name
 from .members import Member, MemberError, check_compatible
 from .settings import AggregationSettings, ComposeSettings, DeviationSettings
 from .window import resolve_compose_window, resolve_range, resolve_window
@@ -30,7 +28,7 @@ HELPERS_KEY = "amdm_helpers"
 log = logging.getLogger("amdm")
 
 
-class MultiModelGuider(comfy.samplers.CFGGuider):
+class Guider_MultiModel(comfy.samplers.CFGGuider):
     def __init__(self, members: list[Member], aggregation: AggregationSettings | ComposeSettings | None = None,
                  deviation: DeviationSettings | None = None):
         check_compatible(members)
@@ -64,12 +62,15 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
         self.last_seconds = None
         self.weight_swaps = 0
 
-    # -- sample: the stock bookkeeping, mirrored for every helper ----------------------------
+    # -- sample: the stock bookkeeping, mirrored for every helper (host_mirror.py) -------------
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
                seed=None):
         ms = self.model_patcher.get_model_object("model_sampling")
         active = self._plan(sigmas, ms) if len(sigmas) > 1 else False
         check_sampler(sampler, window_empty=not active)       # before any model is loaded
+        if active:
+            check_multigpu([(self.members[0].label, self.model_patcher)]
+                           + [(m.label, g.model_patcher) for m, g in zip(self.helpers, self.subs)])
         if active and not self.composing:
             check_step_noise(sampler, self.aggregation)
         self._active = active
@@ -78,27 +79,13 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
         start = time.perf_counter()
         try:
             if active:
-                for g in self.subs:
-                    saved.append((g, g.model_options, g.model_patcher.hook_mode))
-                    g.conds = {k: [c.copy() for c in v] for k, v in g.original_conds.items()}
-                    comfy.samplers.preprocess_conds_hooks(g.conds)
-                    g.model_options = comfy.model_patcher.create_model_options_clone(g.model_options)
-                    if comfy.samplers.get_total_hook_groups_in_conds(g.conds) <= 1:
-                        g.model_patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
-                    comfy.sampler_helpers.prepare_model_patcher(g.model_patcher, g.conds, g.model_options)
-                    comfy.samplers.filter_registered_hooks_on_conds(g.conds, g.model_options)
-                extras = []
-                for g in self.subs:          # helpers' own ControlNets / GLIGEN / hook models
-                    extras += comfy.sampler_helpers.get_additional_models(g.conds, g.model_patcher.model_dtype())[0]
-                    extras += comfy.sampler_helpers.get_additional_models_from_model_options(g.model_options)
+                saved = [enter_helper(g) for g in self.subs]
+                extras = [m for g in self.subs for m in helper_extra_models(g)]
                 self.model_patcher.set_additional_models(HELPERS_KEY, [g.model_patcher for g in self.subs] + extras)
             return super().sample(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
         finally:
-            for g, mo, hm in saved:
-                comfy.samplers.cast_to_load_options(g.model_options, device=g.model_patcher.offload_device)
-                g.model_options, g.model_patcher.hook_mode = mo, hm
-                g.model_patcher.restore_hook_patches()
-                g.conds = None
+            for s in saved:
+                exit_helper(s)
             self.model_patcher.remove_additional_models(HELPERS_KEY)
             self.last_seconds = time.perf_counter() - start
 
@@ -148,14 +135,7 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
         if li is not None and torch.count_nonzero(li) > 0:
             li = self.inner_model.process_latent_in(li)
         for g in self.subs:
-            g.inner_model = g.model_patcher.model
-            g.conds = comfy.samplers.process_conds(g.inner_model, noise, g.conds, device, li, denoise_mask, seed,
-                                                   **kwargs)
-            mo = comfy.model_patcher.create_model_options_clone(g.model_options)
-            mo.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
-            g.amdm_model_options = mo
-            comfy.samplers.cast_to_load_options(g.model_options, device=device, dtype=g.model_patcher.model_dtype())
-            g.model_patcher.pre_run()
+            prepare_helper_run(g, noise, li, device, sigmas, denoise_mask, seed, **kwargs)
         ok = False
         try:
             out = super().inner_sample(noise, latent_image, device, _AMDMSampler(sampler, self), sigmas,
@@ -187,7 +167,8 @@ class MultiModelGuider(comfy.samplers.CFGGuider):
     def run_compose(self, model, x, sigmas, extra_args, callback, disable, host):
         members = self._helper_models(model, sigmas, extra_args, self.subs)
         weights = [self.members[0].weight] + [m.weight for m in self.helpers]
-        composer = ComposeModel(members, self.ranges, self.compose_window, weights, self.aggregation.mode, sigmas)
+        composer = ComposeModel(members, self.ranges, self.compose_window, weights, self.aggregation.mode, sigmas,
+                                sampler_display_name(host))
         hook = self._progress(callback)
         n = len(sigmas) - 1
         cb = None if hook is None else (lambda d: hook(0, d["i"], d["denoised"], d["x"], d["i"] + 1, n))
@@ -255,7 +236,7 @@ class _AMDMSampler(comfy.samplers.KSAMPLER):
     """Wraps the host SAMPLER: the stock KSAMPLER.sample does noise scaling, inpainting and the
     callback plumbing, and calls our loop instead of the host function directly."""
 
-    def __init__(self, host, guider: MultiModelGuider):
+    def __init__(self, host, guider: Guider_MultiModel):
         super().__init__(self._sample, extra_options={}, inpaint_options=getattr(host, "inpaint_options", {}))
         self.host, self.guider = host, guider
         self._max_denoise = False

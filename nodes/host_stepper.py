@@ -15,6 +15,7 @@ import torch
 
 import comfy.k_diffusion.sampling
 import comfy.model_management
+import comfy.samplers
 
 from ..amdm_core import StepResult
 
@@ -30,15 +31,32 @@ def sampler_function_name(sampler) -> str:
     return getattr(fn, "__name__", type(sampler).__name__)
 
 
+def sampler_display_name(sampler) -> str:
+    """The name the user picked (`euler_cfg_pp`), not the function's (`sample_euler_cfg_pp`)."""
+    name = sampler_function_name(sampler)
+    short = name.removeprefix("sample_")
+    return short if short in getattr(comfy.samplers, "KSAMPLER_NAMES", ()) else name
+
+
+CFG_PP_ADVICE = ("it reads one model's unconditional prediction through a post-CFG hook, which is wrong with "
+                 "several members inside the aggregation window. Choose a sampler without CFG++ (e.g. euler, "
+                 "dpmpp_2m), or move the window/ranges so that only the base member is evaluated")
+
+
 def check_sampler(sampler, window_empty: bool) -> None:
+    """Refusals known from the SAMPLER object alone, before any model is loaded. CFG++ samplers are
+    caught here by name; MemberModel refuses any sampler that installs a post-CFG hook inside the
+    window however it is named (the behaviour, checked at its first evaluation)."""
     if not hasattr(sampler, "sampler_function"):
         raise ValueError(f"SAMPLER of type {type(sampler).__name__} cannot be driven step by step; use a "
                          f"k-diffusion sampler (KSamplerSelect or one of the Sampler* nodes).")
     name = sampler_function_name(sampler)
     if not window_empty and any(tag in name for tag in UNSUPPORTED_IN_WINDOW):
-        raise ValueError(f"sampler '{name}' is a CFG++ sampler: it reads one model's unconditional prediction "
-                         f"through a shared hook, which is wrong with several members inside the aggregation "
-                         f"window. Choose a sampler without 'cfg_pp' (e.g. euler, dpmpp_2m).")
+        raise ValueError(f"sampler '{sampler_display_name(sampler)}' is a CFG++ sampler: {CFG_PP_ADVICE}.")
+
+
+def post_cfg_count(model_options) -> int:
+    return len((model_options or {}).get("sampler_post_cfg_function", ()))
 
 
 def is_stochastic(sampler_function) -> bool:
@@ -90,11 +108,31 @@ class MemberModel:
             p.model.current_patcher = p
 
 
+class RefusePostCfgHook:
+    """A member as the sampler sees it inside the window: a post-CFG hook that the sampler adds
+    (CFG++ and anything that reads one model's unconditional prediction, whatever its name) is
+    refused at its first evaluation."""
+
+    def __init__(self, model, own_model_options, sampler_name: str):
+        self.model, self.own, self.sampler_name = model, post_cfg_count(own_model_options), sampler_name
+
+    def __getattr__(self, name):
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __call__(self, x, sigma, **kw):
+        if post_cfg_count(kw.get("model_options")) > self.own:
+            raise ValueError(f"sampler '{self.sampler_name}' installed a post-CFG hook: {CFG_PP_ADVICE}.")
+        return self.model(x, sigma, **kw)
+
+
 class HostStepper:
     separates_noise = False     # a host step is a black box: its mean and noise are not separable
 
     def __init__(self, sampler, seed, disable_pbar=True):
         self.fn = sampler.sampler_function
+        self.name = sampler_display_name(sampler)
         self.extra_options = dict(sampler.extra_options)
         self.step_fn, self.step_options = self.fn, self.extra_options
         if getattr(self.fn, "__name__", "") in WHOLE_SCHEDULE_ONLY:
@@ -112,7 +150,8 @@ class HostStepper:
         extra = dict(denoise.extra_args)
         extra["seed"] = self.step_seed(index, stream)
         pair = torch.stack([torch.as_tensor(sigma), torch.as_tensor(sigma_next)]).to(x.device)
-        out = self.step_fn(denoise, x, pair, extra_args=extra, callback=None, disable=True, **self.step_options)
+        guarded = RefusePostCfgHook(denoise, extra.get("model_options"), self.name)
+        out = self.step_fn(guarded, x, pair, extra_args=extra, callback=None, disable=True, **self.step_options)
         return StepResult(out, out, float(sigma_next))
 
     def run(self, denoise, x, sigmas, first_index, stream, callback=None):

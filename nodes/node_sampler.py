@@ -13,7 +13,8 @@ import comfy.utils
 import latent_preview
 from comfy_api.latest import io
 
-from .guider import MultiModelGuider
+from .guider import Guider_MultiModel
+from .host_mirror import fix_empty_latent, strip_latent_hints
 from .members import Member, check_member_values, member_label
 from .settings import DeviationSettings
 from .node_member import member_chain, member_range
@@ -54,7 +55,7 @@ def build_guider(hidden_id, model, positive, negative, cfg, base_weight, members
                   member_range(label, range_unit, range_start, range_end, prefix="base_"))
     if base_weight == 0 and all(m.weight == 0 for m in members):
         raise ValueError(f"{label}: 'base_weight' and every helper weight are 0; give at least one a positive weight.")
-    return MultiModelGuider([base, *members], aggregation, deviation if deviation is not None else DeviationSettings())
+    return Guider_MultiModel([base, *members], aggregation, deviation if deviation is not None else DeviationSettings())
 
 
 class MultiModelSampler(io.ComfyNode):
@@ -155,7 +156,7 @@ def run_guider(guider, model, latent_image, seed, steps, sampler_name, scheduler
     """What the KSampler node does, with the Multi-Model guider: returns (LATENT, summary dict).
     The caller has checked the inputs (check_run_inputs)."""
     latent = latent_image.copy()
-    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    samples = fix_empty_latent(model, latent)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     sigmas = run_sigmas(model, steps, sampler_name, scheduler, denoise)
     # one monotonic bar over every member step (the loop passes its planned total), with
@@ -165,6 +166,6 @@ def run_guider(guider, model, latent_image, seed, steps, sampler_name, scheduler
     out_samples = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler_name), sigmas,
                                 denoise_mask=latent.get("noise_mask"), callback=None,
                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-    out = latent.copy()
+    out = strip_latent_hints(latent)
     out["samples"] = out_samples.to(comfy.model_management.intermediate_device())
     return out, build_summary(guider, sigmas, sampler_name, scheduler)

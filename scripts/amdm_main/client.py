@@ -49,7 +49,7 @@ class Client:
             url = "http://" + url
         self.base_url = url
         self.timeout = timeout
-        self.client_id = uuid.uuid4().hex
+        self.client_id = str(uuid.uuid4())
 
     # -- HTTP -------------------------------------------------------------------------------
     def request(self, method: str, path: str, body=None, *, raw_body: bytes | None = None,
@@ -136,7 +136,7 @@ class Client:
             ws = websocket.create_connection(ws_url, timeout=30)
         except (OSError, websocket.WebSocketException) as e:
             raise ClientError(f"cannot open the websocket {ws_url}: {e}") from None
-        prompt_id = uuid.uuid4().hex
+        prompt_id = str(uuid.uuid4())   # hosts >= 0.3x accept only the canonical hyphenated form
         messages, error = [], None
         deadline = time.monotonic() + timeout
         try:

@@ -120,7 +120,7 @@ class RunResult:
 class ComfyClient:
     def __init__(self, base_url: str, client_id: str | None = None, log_tail=None):
         self.base_url = base_url.rstrip("/")
-        self.client_id = client_id or uuid.uuid4().hex
+        self.client_id = client_id or str(uuid.uuid4())
         self._log_tail = log_tail or (lambda: "")
         self.server: ComfyServer | None = None  # set by ComfyServer
 
@@ -193,7 +193,7 @@ class ComfyClient:
         Collects this prompt's messages (progress, executing, executed, execution_*), then reads
         /history. Raises PromptRejected on a 400, PromptFailed on error/interrupt when check.
         on_message(type, data) is called for each message of this prompt (e.g. to interrupt)."""
-        prompt_id = uuid.uuid4().hex
+        prompt_id = str(uuid.uuid4())   # hosts >= 0.3x accept only the canonical hyphenated form
         ws_url = self.base_url.replace("http://", "ws://", 1) + "/ws?clientId=" + self.client_id
         deadline = time.monotonic() + timeout
         # connect first: the server only sends a prompt's events to sockets open at that moment
