@@ -51,7 +51,7 @@ def import_comfy():
     import comfy.sample
     import comfy.samplers
     import comfy.supported_models_base
-    import comfy.utils
+    import comfy.utils  # noqa: F401  (loaded for callers that reach comfy.utils)
     import nodes
     if Path(nodes.__file__).resolve() != COMFYUI_PATH / "nodes.py":
         raise SystemExit(f"nodes was imported from {nodes.__file__}, not ComfyUI's nodes.py")

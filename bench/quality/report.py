@@ -240,7 +240,6 @@ def write_grids(doc, keep: dict, out: Path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
     gdir = out / "grids"
     gdir.mkdir(exist_ok=True)
     for old in gdir.glob("*.png"):

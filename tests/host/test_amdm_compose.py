@@ -1,6 +1,5 @@
 """Compose Predictions and member noise ranges in the real host (issue: beyond AMDM)."""
 import json
-import math
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """AMDM through the real host: evaluation counts, loading, every sampler, policies, LoRA clones."""
-import math
 
 import pytest
 import torch
