@@ -142,5 +142,11 @@ def test_progress_is_one_monotonic_bar_over_every_member_step(amdm, comfy, model
     finally:
         comfy.utils.set_progress_bar_global_hook(old)
     total = 6 + 1 * 3
-    assert [v for v, _ in seen] == list(range(1, total + 1))
+    values = [v for v, _ in seen]
+    if hasattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL"):
+        # form changed for hosts >= 0.9.2: they throttle updates (100 ms / 0.5 %) but always send the
+        # first and the final one, so the bar must still start at 1, only rise, and end at the total
+        assert values[0] == 1 and values[-1] == total and values == sorted(set(values))
+    else:
+        assert values == list(range(1, total + 1))
     assert all(t == total for _, t in seen)
