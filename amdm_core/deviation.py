@@ -4,10 +4,9 @@ from __future__ import annotations
 import torch
 
 from .aggregate import batch_norm
-from .units import elements_per_sample, step_to_absolute
+from .units import STEP_SCALES, elements_per_sample, step_length
 
 DEVIATION_MODES = ("absolute", "clamped", "relative")
-STEP_SCALES = ("per_sqrt_n", "absolute")
 
 
 def deviation_step(x_hat: torch.Tensor, mu: torch.Tensor, step, mode: str = "absolute",
@@ -18,7 +17,9 @@ def deviation_step(x_hat: torch.Tensor, mu: torch.Tensor, step, mode: str = "abs
          "clamped":  L = min(step, distance) (never past mu),
          "relative": L = step * distance (step in [0, 1]: 1 lands on mu, 0.5 the midpoint).
     scale "per_sqrt_n" (default) reads step in resolution-independent units: the distance is
-    step * sqrt(n), n = elements of one sample; "absolute" reads it as an L2 distance.
+    step * sqrt(n), n = elements of one sample; "absolute" reads it as an L2 distance;
+    "per_sqrt_reference" as p / 128, the reference code's fixed p at every n (see step_length).
+    The scale does not apply in "relative" mode (a fraction has no unit).
     `step` is a float or a per-sample tensor [B]. Returns x_hat unchanged where x_hat == mu.
     """
     if mode not in DEVIATION_MODES:
@@ -33,8 +34,8 @@ def deviation_step(x_hat: torch.Tensor, mu: torch.Tensor, step, mode: str = "abs
     length = torch.as_tensor(step, dtype=torch.float32, device=x_hat.device)
     if length.ndim == 1:
         length = length.view(-1, *([1] * (x_hat.ndim - 1)))
-    if mode != "relative" and scale == "per_sqrt_n":
-        length = length * step_to_absolute(1.0, elements_per_sample(x_hat))
+    if mode != "relative":
+        length = length * step_length(1.0, scale, elements_per_sample(x_hat))
     if mode == "clamped":
         length = torch.minimum(length, dist)
     elif mode == "relative":

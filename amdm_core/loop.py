@@ -35,7 +35,8 @@ class Deviation:
     """Deviation optimization settings.
 
     step: one value for every optimised member, or one per member (member 0 first); read in
-      `scale` units (default: per sqrt(n), resolution-independent; 0.35 ~ the reference's p=45).
+      `scale` units (default: per sqrt(n), resolution-independent; 0.35 ~ the reference's p=45 at
+      512x512; "per_sqrt_reference" reads p / 128, the reference's p at every resolution).
     target: "faithful" = the member's own un-aggregated post-step mean (the paper's mu);
       "reference" = the reference code's one-step-lagged formula (needs a DiscreteSchedule).
     members: "base" = only the specified member is optimised (paper); helpers keep their own
@@ -129,7 +130,10 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     for all members, added after aggregating the pre-noise means (needs stepper.separates_noise).
     active[k][j] (optional): member k is active at step j (its noise range). Helpers run only at
     active steps up to the window's end; one that becomes active after step 0 joins from the base
-    member's state. The base member must be active at every step.
+    member's state. The base member must be active at every step. With the "reference" target such
+    a helper has no previous step for the lagged mu: on its first step its own eps of that step
+    stands in for the previous one (see _target).
+    window must be resolved for this run (its end at most the last step), else ValueError.
     """
     K = len(denoisers)
     if K < 1 or len(initial_states) != K or len(weights) != K:
@@ -145,6 +149,7 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     if deviation is not None and deviation.target == "reference" and schedule is None:
         raise ValueError("the reference mu target needs the model's discrete schedule")
     n_steps = len(sigmas) - 1
+    window.check_fits(n_steps)
     if active is not None and (len(active) != K or any(len(a) != n_steps for a in active)):
         raise ValueError(f"active needs {K} rows of {n_steps} steps")
     if active is not None and not all(active[0]):
@@ -186,8 +191,9 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
             progress(k, j, results[k].state)
         if j in window and len(members) > 1:
             wj = spherical_weights([raw[k] for k in members]) if normalize_weights else [raw[k] for k in members]
+            now_first = {k: den[k].first for k in members}
             x = _aggregate_step(results, members, wj, mode, deviation, step_noise, stepper, entering,
-                                prev_first, float(s), float(s_next), schedule, trace)
+                                prev_first, now_first, float(s), float(s_next), schedule, trace)
             trace.aggregated_steps.append(j)
             trace.aggregated_sigmas.append(float(s_next))
         else:
@@ -203,7 +209,7 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     return out, trace
 
 
-def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, entering, prev_first,
+def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, entering, prev_first, now_first,
                     sigma, sigma_next, schedule, trace):
     # Shared noise: aggregate the pre-noise means (at sigma_down) and add the one draw afterwards.
     # Otherwise aggregate the post-step states, which sit at sigma_next.
@@ -224,7 +230,7 @@ def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, e
         if deviation is None or optimise:
             vp = x_hat
             if optimise:
-                mu = _target(k, results[k], c, deviation, entering, prev_first, sigma, schedule)
+                mu = _target(k, results[k], c, deviation, entering, prev_first, now_first, sigma, schedule)
                 vp = deviation_step(x_hat, mu, deviation.step_for(k), deviation.mode, deviation.scale)
             new[k] = vp * c + (results[0].noise if pre_noise else 0)
         else:
@@ -232,11 +238,19 @@ def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, e
     return new
 
 
-def _target(k, result, c, deviation, entering, prev_first, sigma, schedule):
+def _target(k, result, c, deviation, entering, prev_first, now_first, sigma, schedule):
+    """The member's mu in VP units. "reference": the code's formula on the state entering this step,
+    the eps of the member's previous step and the one-step alpha of the previous step's timestep.
+
+    A helper that joined at this step (its noise range starts after step 0) has no previous step;
+    its own eps of this step, on the state it joined with, stands in (a lag of 0 instead of 1), so
+    its mu is still ~ its own pre-step state, under the same coefficients as the other members.
+    """
     if deviation.target == "faithful":
         return result.mean / c
-    x_prev, d_prev, s_prev = prev_first[k]
-    eps_prev = (x_prev - d_prev) / s_prev
+    s_prev = prev_first[0][2]             # the base runs every step, and step 0 never aggregates
+    x_eps, d_eps, s_eps = prev_first[k] if k in prev_first else (*now_first[k], sigma)
+    eps_prev = (x_eps - d_eps) / s_eps
     t = schedule.timestep(s_prev)
     x_in_vp = entering[k] / vp_scale(sigma)
     return code_exact_mu(x_in_vp, eps_prev, schedule.alpha(t), schedule.alpha_bar(t))

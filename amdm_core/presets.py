@@ -27,10 +27,12 @@ FAITHFUL = Preset(
     normalize_weights=True, step_noise="independent")
 
 # The reference code's arithmetic: every member pulled toward its own one-step-lagged mu with an
-# absolute step, from independent initial noise, paper weights as given.
+# absolute step, from independent initial noise, paper weights as given. The code's p is a fixed
+# distance whatever the resolution, hence the per_sqrt_reference unit: p = 45 at every latent size.
 REFERENCE_COMPATIBLE = Preset(
     name="reference-compatible", initial_noise="independent", mode="spherical",
-    deviation=Deviation(step=step_from_reference(45), mode="absolute", target="reference", members="all"),
+    deviation=Deviation(step=step_from_reference(45), mode="absolute", target="reference", members="all",
+                        scale="per_sqrt_reference"),
     normalize_weights=False, step_noise="independent")
 
 PRESETS = {p.name: p for p in (FAITHFUL, REFERENCE_COMPATIBLE)}

@@ -46,14 +46,24 @@ class DiscreteSchedule:
         return float(self.alphas_cumprod[t])
 
     def ddim_uniform_sigmas(self, steps: int) -> torch.Tensor:
-        """diffusers DDIM 'leading' timesteps with offset 1 (981, 961, ... for 50 steps) + final 0.
+        """The grid of ComfyUI's ddim_uniform scheduler, as k-sigmas, descending, ending at 0.
 
-        This is the grid ComfyUI's ddim_uniform scheduler picks; returned as k-sigmas, descending.
+        Training indices 1, 1 + d, 1 + 2d, ... while below T, with stride d = max(T // steps, 1),
+        taken from the lowest noise up, then reversed, then sigma 0. Every such index is kept, so
+        when 1 + d * steps < T the run has one step more than asked (30 steps: d = 33, indices
+        991..1, 31 steps; 7 steps: 8); steps >= T gives every index 1..T-1. Otherwise it is
+        diffusers DDIM "leading" with offset 1 (981, 961, ... for 50 steps), exactly `steps` steps.
+        If sigma at index 1 is ~0 (abs 1e-5) the host counts it as the final sigma instead: the
+        stride is T // (steps + 1) and no extra 0 is appended.
         """
-        T = self.alphas_cumprod.shape[0]
-        ts = list(range(1, T, T // steps))[::-1][:steps]
-        s = self.sigmas[ts].float()
-        return torch.cat([s, s.new_zeros(1)])
+        if steps < 1:
+            raise ValueError(f"steps = {steps}; a schedule needs at least one step")
+        sig = self.sigmas
+        T = sig.shape[0]
+        ends_on_index_1 = T > 1 and abs(float(sig[1])) <= 1e-5
+        stride = max(T // (steps + 1 if ends_on_index_1 else steps), 1)
+        s = sig[list(range(1, T, stride))[::-1]].float()
+        return s if ends_on_index_1 else torch.cat([s, s.new_zeros(1)])
 
 
 def code_exact_mu(x_in_vp: torch.Tensor, eps_prev: torch.Tensor, alpha: float,

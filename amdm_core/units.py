@@ -11,6 +11,12 @@ import torch
 
 REFERENCE_ELEMENTS = 4 * 64 * 64  # one SD1.x latent at 512x512: the resolution of the reference's p
 
+# Units of a deviation step (its L2 distance in VP units for samples of n elements):
+#   "per_sqrt_n":         step * sqrt(n)   resolution-independent (0.35 ~ p = 45 at 512x512 only)
+#   "absolute":           step             an L2 distance as such
+#   "per_sqrt_reference": step * 128       p / 128: the reference code's fixed p at every resolution
+STEP_SCALES = ("per_sqrt_n", "absolute", "per_sqrt_reference")
+
 
 def vp_scale(sigma) -> torch.Tensor | float:
     """sqrt(1 + sigma^2): the factor between k-space and VP units at noise level sigma."""
@@ -53,3 +59,21 @@ def step_from_reference(p: float, n: int = REFERENCE_ELEMENTS) -> float:
     p = 45 -> 0.3516, p = 55 -> 0.4297 (sqrt(16384) = 128).
     """
     return float(p) / math.sqrt(n)
+
+
+def step_length(step: float, scale: str, n: int) -> float:
+    """The L2 distance (VP units) of a deviation step given in `scale` units, for samples of n elements.
+
+    The reference code's p is an absolute distance whatever the resolution; its numbers were tuned at
+    512x512 (n = REFERENCE_ELEMENTS, sqrt(n) = 128). "per_sqrt_reference" keeps that: step = p / 128
+    (step_from_reference(p)) moves p at every n, so 0.3516 is p = 45 on 64x64 and on 128x128 latents,
+    where "per_sqrt_n" would move 45 and 90. In the per-sqrt(n) unit that step is p / sqrt(n)
+    (step_from_reference(p, n)).
+    """
+    if scale == "per_sqrt_n":
+        return step_to_absolute(step, n)
+    if scale == "per_sqrt_reference":
+        return step_to_absolute(step, REFERENCE_ELEMENTS)
+    if scale == "absolute":
+        return float(step)
+    raise ValueError(f"step scale {scale!r} is unknown; use one of {STEP_SCALES}")

@@ -7,6 +7,7 @@ helpers are evaluated at steps 0..end.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,9 +16,32 @@ import torch
 
 @dataclass(frozen=True)
 class StepWindow:
-    """Resolved window: aggregation at steps start..end inclusive (start >= 1), or empty."""
+    """Resolved window: aggregation at steps start..end inclusive (start >= 1), or empty (end < start).
+
+    Resolved means for one run: build it with window_from_steps / window_from_sigmas, which clamp to
+    the run's steps as the reference code does; amdm_sample refuses an end past the run's last step.
+    """
     start: int
     end: int
+
+    def __post_init__(self):
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            try:
+                if isinstance(v, bool):
+                    raise TypeError
+                object.__setattr__(self, name, operator.index(v))    # numpy ints become ints
+            except TypeError:
+                raise ValueError(f"StepWindow {name} = {v!r} must be an int (a step index)") from None
+        if self.start < 1:
+            raise ValueError(f"StepWindow start = {self.start}: step 0 never aggregates (no previous prediction "
+                             f"exists yet); start at 1 or use window_from_steps, which clamps")
+
+    def check_fits(self, n_steps: int) -> None:
+        """Refuse a non-empty window that ends past the last step (n_steps - 1) of this run."""
+        if not self.empty and self.end > n_steps - 1:
+            raise ValueError(f"window end {self.end} is past the last step {n_steps - 1} of this {n_steps}-step "
+                             f"schedule; resolve the window on this run's sigmas (window_from_steps clamps)")
 
     @property
     def empty(self) -> bool:

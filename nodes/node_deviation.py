@@ -3,7 +3,7 @@ from comfy_api.latest import io
 
 from ..amdm_core import DEVIATION_MODES
 from ..amdm_core.loop import MU_TARGETS, OPTIMISED_MEMBERS
-from .settings import DeviationSettings
+from .settings import DEVIATION_STEP_UNITS, DeviationSettings
 from .socket_types import CATEGORY, DeviationConfig
 
 
@@ -33,10 +33,18 @@ class DeviationOptimize(io.ComfyNode):
                                        "(paper). all: every member moves toward its own mean from the aggregate (code)."),
                 io.Float.Input("helper_step", default=round(d.helper_step, 4), min=0.0, max=10.0, step=0.01,
                                tooltip="Step for the helpers when 'members' is all (same units as 'step')."),
+                # appended last and optional: saved workflows keep their inputs and the old behaviour
+                io.Combo.Input("step_unit", options=list(DEVIATION_STEP_UNITS), default=d.step_unit, optional=True,
+                               display_name="step unit",
+                               tooltip="Unit of 'step' and 'helper_step'. per_sqrt_n: per sqrt(n), n = latent "
+                                       "elements, the same effect at every resolution (0.35 = the reference code's "
+                                       "p = 45 at 512x512 only). per_sqrt_reference: the reference code's absolute "
+                                       "p / 128, the same distance at every resolution (0.3516 = p 45, 0.4297 = "
+                                       "p 55). Not used in relative mode."),
             ],
             outputs=[DeviationConfig.Output(display_name="deviation", tooltip="Connect to a Multi-Model Sampler or Guider.")],
         )
 
     @classmethod
-    def execute(cls, step, mode, target, members, helper_step) -> io.NodeOutput:
-        return io.NodeOutput(DeviationSettings(float(step), float(helper_step), mode, target, members))
+    def execute(cls, step, mode, target, members, helper_step, step_unit="per_sqrt_n") -> io.NodeOutput:
+        return io.NodeOutput(DeviationSettings(float(step), float(helper_step), mode, target, members, step_unit))

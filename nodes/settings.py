@@ -80,6 +80,10 @@ class AggregationSettings:
                              "initial noise or mode 'slerp'")
 
 
+# The core's step scales a node offers; the raw L2 scale ("absolute") is left out: steps are capped at 10.
+DEVIATION_STEP_UNITS = ("per_sqrt_n", "per_sqrt_reference")
+
+
 @dataclass(frozen=True)
 class DeviationSettings:
     step: float = step_from_reference(45)
@@ -87,11 +91,13 @@ class DeviationSettings:
     mode: str = "absolute"
     target: str = "faithful"
     members: str = "base"
+    step_unit: str = "per_sqrt_n"      # the core's Deviation.scale (see amdm_core.units.step_length)
 
     def __post_init__(self):
         _one_of("mode", self.mode, DEVIATION_MODES)
         _one_of("target", self.target, MU_TARGETS)
         _one_of("members", self.members, OPTIMISED_MEMBERS)
+        _one_of("step_unit", self.step_unit, DEVIATION_STEP_UNITS)
         for name in ("step", "helper_step"):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
@@ -101,7 +107,7 @@ class DeviationSettings:
 
     def to_core(self, n_members: int) -> Deviation:
         return Deviation(step=[self.step] + [self.helper_step] * (n_members - 1), mode=self.mode,
-                         target=self.target, members=self.members)
+                         target=self.target, members=self.members, scale=self.step_unit)
 
 
 def _one_of(name, value, allowed):

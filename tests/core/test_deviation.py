@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from amdm_core import (batch_norm, deviation_step, from_vp, step_from_reference, step_to_absolute, to_vp)
+from amdm_core import (batch_norm, deviation_step, from_vp, step_from_reference, step_length, step_to_absolute,
+                       to_vp)
 
 SHAPE = (3, 4, 32, 32)
 N = 4 * 32 * 32
@@ -133,3 +134,24 @@ def test_bad_mode_rejected(pair):
     x, mu = pair
     with pytest.raises(ValueError, match="deviation mode 'bogus' is unknown"):
         deviation_step(x, mu, 0.1, "bogus")
+
+
+@pytest.mark.parametrize("side", [64, 128])
+def test_step_length_per_unit_and_resolution(side):
+    """per_sqrt_reference keeps the reference code's absolute p at every resolution (p/128 at any n);
+    per_sqrt_n scales with sqrt(n); absolute is the L2 distance itself."""
+    n = 4 * side * side
+    assert step_length(step_from_reference(45), "per_sqrt_reference", n) == pytest.approx(45, rel=1e-12)
+    assert step_length(step_from_reference(45), "per_sqrt_n", n) == pytest.approx(45 * side / 64, rel=1e-12)
+    assert step_length(45.0, "absolute", n) == 45.0
+    with pytest.raises(ValueError, match="step scale 'pixels' is unknown"):
+        step_length(1.0, "pixels", n)
+
+
+def test_per_sqrt_reference_moves_the_reference_distance(gen):
+    x, mu = torch.randn(2, 4, 128, 128, generator=gen) * 5, torch.randn(2, 4, 128, 128, generator=gen) * 5
+    out = deviation_step(x, mu, step_from_reference(45), "absolute", scale="per_sqrt_reference")
+    assert torch.allclose(dist(x, out), torch.full((2,), 45.0), rtol=1e-5)
+    # relative mode reads a fraction: the unit does not apply
+    assert torch.equal(deviation_step(x, mu, 0.5, "relative", scale="per_sqrt_reference"),
+                       deviation_step(x, mu, 0.5, "relative"))

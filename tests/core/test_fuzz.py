@@ -211,7 +211,7 @@ def test_slerp2_geometry(shape, seed, scale, tau, relation):
 @given(shape=shapes, dtype=dtypes, seed=seeds, scale=st.sampled_from([1e-2, 1.0, 14.6, 100.0]),
        relation=st.sampled_from(["independent", "identical", "nearly_parallel", "far"]),
        mode=st.sampled_from(["absolute", "clamped", "relative"]),
-       scale_kind=st.sampled_from(["per_sqrt_n", "absolute"]),
+       scale_kind=st.sampled_from(["per_sqrt_n", "absolute", "per_sqrt_reference"]),
        step=st.one_of(st.just(0.0), st.floats(1e-9, 1e-3), st.floats(1e-3, 1.0), st.just(1.0), st.floats(1.0, 10.0)),
        per_sample=st.booleans())
 def test_deviation_step_invariants(shape, dtype, seed, scale, relation, mode, scale_kind, step, per_sample):
@@ -245,7 +245,8 @@ def test_deviation_step_invariants(shape, dtype, seed, scale, relation, mode, sc
     if mode == "relative":
         L = steps.double() * d
     else:
-        L = steps.double() * (math.sqrt(elements_per_sample(x)) if scale_kind == "per_sqrt_n" else 1.0)
+        length_of_1 = {"per_sqrt_n": math.sqrt(elements_per_sample(x)), "absolute": 1.0, "per_sqrt_reference": 128.0}
+        L = steps.double() * length_of_1[scale_kind]
         if mode == "clamped":
             L = torch.minimum(L, d)
     unit = diff / d.clamp_min(1e-300)[:, None]
@@ -381,6 +382,32 @@ def test_amdm_sample_is_finite_and_its_trace_consistent(case):
     assert tr.planned_member_steps == sum(tr.member_steps) == tr.total_evaluations
     assert all(math.isfinite(r) and r >= 0 for r in tr.norm_ratio)
     assert len(tr.aggregated_sigmas) == len(tr.aggregated_steps)
+
+
+@given(k=st.integers(2, 3), n=st.integers(2, 8), data=st.data(), target=st.sampled_from(["faithful", "reference"]),
+       members=st.sampled_from(["base", "all"]), seed=seeds)
+def test_amdm_sample_with_member_ranges_runs_every_target(k, n, data, target, members, seed):
+    """Helpers active on a contiguous part of the schedule (noise ranges), joining after step 0 or
+    leaving early, for both mu targets: finite, aggregated exactly where two or more members run."""
+    spans = [data.draw(st.tuples(st.integers(0, n), st.integers(0, n)).map(sorted)) for _ in range(k - 1)]
+    active = [[True] * n] + [[a <= j < b for j in range(n)] for a, b in spans]
+    window = window_from_steps(data.draw(st.integers(0, n)), data.draw(st.integers(-1, n)), n)
+    event(f"target={target}")
+    event("late joiner=" + str(any(a > 0 and a < b for a, b in spans)))
+    g = torch.Generator().manual_seed(seed)
+    shape = (1, 2, 3, 3)
+    sig = SCHEDULE.ddim_uniform_sigmas(n)[: n + 1].clone()
+    sig[-1] = 0.0
+    dens = [gaussian_denoiser(torch.randn(shape, generator=g), 0.5) for _ in range(k)]
+    init = [torch.randn(shape, generator=g) * sig[0] for _ in range(k)]
+    out, tr = amdm_sample(dens, sig, init, weights=[1.0] * k, window=window, stepper=EulerStepper(),
+                          deviation=Deviation(step=0.3, target=target, members=members), schedule=SCHEDULE,
+                          active=active)
+    assert torch.isfinite(out).all()
+    win = [] if window.empty else list(range(window.start, window.end + 1))
+    runs = [[j for j in range(window.end + 1 if win else 0) if row[j]] for row in active[1:]]
+    assert tr.aggregated_steps == [j for j in win if any(j in r for r in runs)]
+    assert tr.evaluations == [n] + ([len(r) for r in runs] if any(runs) else [0] * (k - 1))
 
 
 # -- windows and composition --------------------------------------------------------------------------

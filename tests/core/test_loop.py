@@ -1,11 +1,13 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from amdm_core import (FAITHFUL, REFERENCE_COMPATIBLE, Deviation, DiscreteSchedule, EulerAncestralStepper,
-                       EulerStepper, amdm_sample, batch_norm, nested_weights, reference_three_member_weights,
-                       seeded_noise, spherical_aggregate, step_from_reference, window_from_steps)
+                       EulerStepper, StepWindow, amdm_sample, batch_norm, code_exact_mu, deviation_step,
+                       nested_weights, reference_three_member_weights, seeded_noise, spherical_aggregate,
+                       step_from_reference, window_from_steps)
 
 from amdm_core.analytic import gaussian_denoiser
 
@@ -29,6 +31,7 @@ def plain(den, sigmas, noise, stepper=None):
 @pytest.mark.parametrize("k, n, start, end", [(2, 20, 1, 3), (3, 10, 1, 3), (2, 50, 1, 7), (4, 12, 3, 6), (2, 8, 0, 7)])
 def test_window_semantics_and_evaluation_counts(gen, k, n, start, end):
     sig = SD.ddim_uniform_sigmas(n)
+    n = len(sig) - 1                     # the host's ddim_uniform grid: 12 asked -> 13 steps
     dens = members(gen, k)
     w = window_from_steps(start, end, n)
     out, tr = amdm_sample(dens, sig, [z * sig[0] for z in noises(gen, k)], weights=[1.0] * k, window=w,
@@ -56,18 +59,19 @@ def test_progress_is_monotonic_and_complete(gen):
 @pytest.mark.parametrize("case", ["single", "empty_window", "helper_weight_zero"])
 def test_reductions_to_the_plain_sampler_are_bitwise(gen, case):
     sig = SD.ddim_uniform_sigmas(12)
+    n = len(sig) - 1
     dens, zs = members(gen, 2), noises(gen, 2)
     expected = plain(dens[0], sig, zs[0])
     kw = dict(stepper=EulerStepper(), deviation=Deviation(step=0.0))
     if case == "single":
-        out, tr = amdm_sample(dens[:1], sig, [zs[0] * sig[0]], weights=[1.0], window=window_from_steps(1, 5, 12), **kw)
+        out, tr = amdm_sample(dens[:1], sig, [zs[0] * sig[0]], weights=[1.0], window=window_from_steps(1, 5, n), **kw)
     elif case == "empty_window":
-        out, tr = amdm_sample(dens, sig, [z * sig[0] for z in zs], weights=[1, 1], window=window_from_steps(3, 2, 12), **kw)
+        out, tr = amdm_sample(dens, sig, [z * sig[0] for z in zs], weights=[1, 1], window=window_from_steps(3, 2, n), **kw)
     else:
         out, tr = amdm_sample(dens, sig, [z * sig[0] for z in zs], weights=nested_weights([1.0]),
-                              window=window_from_steps(1, 5, 12), **kw)
+                              window=window_from_steps(1, 5, n), **kw)
     assert torch.equal(out, expected)
-    assert tr.evaluations[0] == 12 and sum(tr.evaluations[1:]) == 0 and tr.aggregated_steps == []
+    assert tr.evaluations[0] == n and sum(tr.evaluations[1:]) == 0 and tr.aggregated_steps == []
 
 
 def test_identical_members_slerp_no_deviation_equal_single_model(gen):
@@ -237,3 +241,79 @@ def test_bad_arguments(gen):
     with pytest.raises(ValueError, match="deviation step -1.0 must be"):
         Deviation(step=-1.0)
     assert step_from_reference(45) == FAITHFUL.deviation.step
+
+
+def test_reference_target_with_a_helper_joining_late_uses_its_own_first_eps(gen):
+    """A helper whose noise range starts at step 2 has no previous step for the code's lagged mu:
+    its mu pairs the state it joins with (the base's) with its OWN eps of that first step, under the
+    same one-step coefficients as the other members. Replayed by hand through the helper's input
+    at step 3 (the optimised state it carries out of step 2)."""
+    sig = SD.ddim_uniform_sigmas(10).double()
+    n = len(sig) - 1
+    dens = [gaussian_denoiser(torch.randn(SHAPE, generator=gen, dtype=torch.float64), 0.6) for _ in range(2)]
+    seen = []
+
+    def helper(x, s):
+        seen.append(x.clone())
+        return dens[1](x, s)
+
+    zs = [torch.randn(SHAPE, generator=gen, dtype=torch.float64) * sig[0] for _ in range(2)]
+    active = [[True] * n, [j >= 2 for j in range(n)]]
+    dev = Deviation(step=[0.3, 0.2], target="reference", members="all")
+    out, tr = amdm_sample([dens[0], helper], sig, zs, weights=[0.6, 0.8], window=window_from_steps(2, 3, n),
+                          stepper=EulerStepper(), deviation=dev, schedule=SD, active=active)
+    assert tr.aggregated_steps == [2, 3] and tr.evaluations == [n, 2] and torch.isfinite(out).all()
+    st = EulerStepper()
+    x_in = st.run(dens[0], zs[0], sig[:3], 0, 0)                 # the base state entering step 2
+    assert torch.equal(seen[0], x_in)                           # the helper joins from it
+    s1, s2, s3 = (float(sig[i]) for i in (1, 2, 3))
+    base_next = st.step(dens[0], x_in, s2, s3, 2, 0).state
+    help_next = st.step(dens[1], x_in, s2, s3, 2, 1).state
+    c = math.sqrt(1 + s3 ** 2)
+    agg = (0.6 * base_next + 0.8 * help_next) / c
+    t = SD.timestep(s1)                                          # the previous step's training step
+    eps_own = (x_in - dens[1](x_in, torch.tensor([s2], dtype=torch.float64))) / s2
+    mu = code_exact_mu(x_in / math.sqrt(1 + s2 ** 2), eps_own, SD.alpha(t), SD.alpha_bar(t))
+    expected = deviation_step(agg, mu, 0.2) * c
+    assert float((seen[1] - expected).norm() / expected.norm()) < 1e-6
+
+
+def test_a_window_past_the_schedule_is_refused_by_name(gen):
+    sig = SD.ddim_uniform_sigmas(10)
+    with pytest.raises(ValueError, match=r"window end 15 .* 10-step"):
+        amdm_sample(members(gen, 2), sig, [z * sig[0] for z in noises(gen, 2)], weights=[1, 1],
+                    window=StepWindow(1, 15), stepper=EulerStepper())
+
+
+@pytest.mark.parametrize("side", [64, 128])
+def test_reference_preset_reproduces_p_45_at_every_resolution(gen, reference_code, side):
+    """The preset's 'per_sqrt_reference' unit: step p/128 is the reference code's absolute p = 45 at
+    64x64 (512x512 images) AND at 128x128 latents, where the per-sqrt(n) unit would double it."""
+    shape = (1, 4, side, side)
+    dens = [gaussian_denoiser(torch.randn(shape, generator=gen, dtype=torch.float64), 0.5) for _ in range(2)]
+    sig = SD.ddim_uniform_sigmas(10).double()
+    n = len(sig) - 1
+    timesteps = [SD.timestep(float(s)) for s in sig[:-1]]
+
+    def eps_fn(d):
+        def f(x_vp, t):
+            s = float(SD.sigmas[t])
+            xk = x_vp * math.sqrt(1 + s * s)
+            return (xk - d(xk, torch.tensor([s], dtype=torch.float64))) / s
+        return f
+
+    zs = [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2)]
+    weights = nested_weights([0.5])
+    s0 = float(sig[0])
+    ref = reference_code.reference_code_ddim([eps_fn(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
+                                             timesteps, SD.alphas_cumprod, weights, [45.0, 45.0], 1, 3)
+    preset = REFERENCE_COMPATIBLE
+    dev = preset.deviation
+    assert dev.step == step_from_reference(45)
+    kw = dict(weights=weights, window=window_from_steps(1, 3, n), stepper=EulerStepper(), schedule=SD,
+              mode=preset.mode, normalize_weights=preset.normalize_weights)
+    out, _ = amdm_sample(dens, sig, [z * s0 for z in zs], deviation=dev, **kw)
+    assert float((out - ref).norm() / ref.norm()) < 1e-6
+    per_n, _ = amdm_sample(dens, sig, [z * s0 for z in zs], deviation=dataclasses.replace(dev, scale="per_sqrt_n"),
+                           **kw)
+    assert (float((per_n - ref).norm() / ref.norm()) < 1e-6) == (side == 64)

@@ -47,8 +47,8 @@ def _members(gen, k, shape=(1, 4, 8, 8)):
 
 
 def test_helper_active_late_joins_from_the_base_state_and_costs_only_its_steps(gen):
-    n = 12
-    sig = SD.ddim_uniform_sigmas(n)
+    sig = SD.ddim_uniform_sigmas(12)
+    n = len(sig) - 1                     # the host's ddim_uniform grid: 12 asked -> 13 steps
     dens = _members(gen, 2)
     zs = [torch.randn(1, 4, 8, 8, generator=gen) * sig[0] for _ in range(2)]
     active = [[True] * n, [j >= 3 for j in range(n)]]
@@ -65,8 +65,8 @@ def test_helper_active_late_joins_from_the_base_state_and_costs_only_its_steps(g
 def test_weights_are_renormalised_over_the_members_of_a_step(gen):
     """Three members, the third active only from step 2: at step 1 the two active members get
     weights of unit norm among themselves (identical states under slerp stay identical)."""
-    n = 6
-    sig = SD.ddim_uniform_sigmas(n)
+    sig = SD.ddim_uniform_sigmas(6)
+    n = len(sig) - 1
     d = _members(gen, 1)[0]
     z = torch.randn(1, 4, 8, 8, generator=gen) * sig[0]
     active = [[True] * n, [True] * n, [j >= 2 for j in range(n)]]

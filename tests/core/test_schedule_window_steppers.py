@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from amdm_core import (DiscreteSchedule, EulerAncestralStepper, EulerStepper, ancestral_sigmas,
-                       code_exact_coefficients, seeded_noise, window_from_sigmas, window_from_steps)
+from amdm_core import (EMPTY_WINDOW, DiscreteSchedule, EulerAncestralStepper, EulerStepper, StepWindow,
+                       ancestral_sigmas, code_exact_coefficients, seeded_noise, window_from_sigmas,
+                       window_from_steps)
 
 from amdm_core.analytic import gaussian_denoiser
 
@@ -90,3 +91,55 @@ def test_euler_ancestral_step_splits_mean_and_noise(gen):
     assert torch.allclose(r.noise, seeded_noise(3)(2, 1, x) * up, atol=1e-6)
     assert not torch.equal(seeded_noise(3)(2, 1, x), seeded_noise(3)(2, 0, x))   # streams independent
     assert torch.equal(seeded_noise(3)(2, 1, x), seeded_noise(3)(2, 1, x))       # and reproducible
+
+
+# The host's ddim_uniform grid, derived by hand from its rule (training indices 1, 1 + d, 1 + 2d, ...
+# below T = 1000 with d = T // N, descending, then sigma 0): N that does not divide the grid evenly
+# gets one more step than asked (N = 7: d = 142 reaches index 995), never an early jump to sigma 0.
+HOST_DDIM_UNIFORM = {
+    1: [1],
+    7: [995, 853, 711, 569, 427, 285, 143, 1],
+    15: [991, 925, 859, 793, 727, 661, 595, 529, 463, 397, 331, 265, 199, 133, 67, 1],
+    20: [951, 901, 851, 801, 751, 701, 651, 601, 551, 501, 451, 401, 351, 301, 251, 201, 151, 101, 51, 1],
+    30: [991 - 33 * i for i in range(31)],
+    50: [981 - 20 * i for i in range(50)],
+    999: [999 - i for i in range(999)],
+    1000: [999 - i for i in range(999)],         # d = 1: every index 1..999, the host's cap
+}
+
+
+@pytest.mark.parametrize("n", sorted(HOST_DDIM_UNIFORM))
+def test_ddim_uniform_is_the_hosts_grid_for_every_step_count(n):
+    idx = HOST_DDIM_UNIFORM[n]
+    assert idx[-1] == 1 and all(a > b for a, b in zip(idx, idx[1:]))
+    s = SD.ddim_uniform_sigmas(n)
+    assert s.dtype == torch.float32 and float(s[-1]) == 0.0
+    assert torch.equal(s[:-1], SD.sigmas[idx].float())
+
+
+def test_ddim_uniform_with_a_zero_first_sigma_ends_on_it_like_the_host():
+    """The host's other branch: when sigma at training index 1 is ~0 it is the last sigma (no extra
+    0 appended) and the stride is T // (N + 1)."""
+    sig = SD.sigmas.clone()
+    sig[1] = 0.0
+    sched = DiscreteSchedule.from_sigmas(sig)
+    s = sched.ddim_uniform_sigmas(10)                  # d = 1000 // 11 = 90: indices 991, 901, ..., 1
+    assert torch.equal(s, sched.sigmas[[991 - 90 * i for i in range(12)]].float())
+    assert float(s[-1]) == 0.0 and len(s) == 12
+
+
+def test_ddim_uniform_refuses_no_steps():
+    with pytest.raises(ValueError, match="steps = 0"):
+        SD.ddim_uniform_sigmas(0)
+
+
+@pytest.mark.parametrize("start, end, field", [(0, 3, "start"), (-1, 3, "start"), (1.5, 3, "start"),
+                                                (1, 2.5, "end"), (True, 3, "start")])
+def test_step_window_refuses_bad_fields_by_name(start, end, field):
+    with pytest.raises(ValueError, match=f"StepWindow {field}"):
+        StepWindow(start, end)
+
+
+def test_step_window_accepts_resolved_and_empty_windows():
+    assert StepWindow(1, 3).helper_steps == 4 and 0 not in StepWindow(1, 3)
+    assert StepWindow(5, 2).empty and EMPTY_WINDOW.empty and EMPTY_WINDOW == StepWindow(1, 0)

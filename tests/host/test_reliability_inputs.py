@@ -293,6 +293,7 @@ MATRIX = [
     ("deviation", "step", "-1", -1.0, r"'step' = -1.0 must be a finite number >= 0"),
     ("deviation", "helper_step", "nan", NAN, r"'helper_step' = nan must be a finite number >= 0"),
     ("deviation", "mode", "unknown", "fixed", r"'mode' = 'fixed' is not one of"),
+    ("deviation", "step_unit", "unknown", "pixels", r"'step_unit' = 'pixels' is not one of"),
     ("deviation", "target", "unknown", "paper", r"'target' = 'paper' is not one of"),
     ("deviation", "members", "unknown", "helpers", r"'members' = 'helpers' is not one of"),
     # -- Compose Predictions --------------------------------------------------------------------------
