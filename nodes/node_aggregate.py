@@ -24,22 +24,28 @@ class SphericalAggregate(io.ComfyNode):
                                tooltip="spherical: sum w_k x_k exactly as paper and reference code (keeps the norm for "
                                        "independent noise). slerp: angle-aware, also safe when states are alike."),
                 io.Combo.Input("window_unit", options=list(WINDOW_UNITS), default=d.window_unit,
+                               display_name="window unit",
                                tooltip="percent: of the model's noise range like ComfyUI's start/end percent (0 = pure "
                                        "noise); keeps its meaning across step counts and schedulers. sigma: noise "
                                        "levels. steps: step indices of this run, as the reference code."),
-                io.Float.Input("window_start", default=d.window_start, min=0.0, max=10000.0, step=0.01,
+                io.Float.Input("window_start", default=d.window_start, min=0.0, max=10000.0, step=0.001,
+                               display_name="window start",
                                tooltip="Where aggregation starts (percent 0..1, the higher sigma, or a step index). "
                                        "Step 0 never aggregates: the first states to combine exist after it."),
-                io.Float.Input("window_end", default=d.window_end, min=0.0, max=10000.0, step=0.01,
+                io.Float.Input("window_end", default=d.window_end, min=0.0, max=10000.0, step=0.001,
+                               display_name="window end",
                                tooltip="Where aggregation ends, inclusive (percent, the lower sigma, or a step index). "
                                        "Reference code: steps 1..3 of 20 ~ percent 0..0.2."),
                 io.Combo.Input("initial_noise", options=list(INITIAL_NOISE_POLICIES), default=d.initial_noise,
+                               display_name="initial noise",
                                tooltip="independent: each helper starts from its own noise (the reference code; needed "
                                        "by 'spherical'). shared: all start from the seed's noise (use with slerp)."),
                 io.Combo.Input("step_noise", options=list(STEP_NOISE_POLICIES), default=d.step_noise,
+                               display_name="step noise",
                                tooltip="Stochastic samplers (ancestral, SDE) inside the window: independent draws per "
                                        "member keep the noise variance under spherical weights; shared needs slerp."),
                 io.Boolean.Input("normalize_weights", default=d.normalize_weights,
+                                 display_name="normalize weights",
                                  tooltip="Scale member weights to sum of squares 1. Off reproduces the reference code's "
                                          "3-model weights, which are not unit norm."),
             ],

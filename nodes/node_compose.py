@@ -24,11 +24,14 @@ class ComposePredictions(io.ComfyNode):
                                        "weight x its own guidance (cfg x (cond - uncond)); use weight 1 for plain "
                                        "composable diffusion. average: weighted mean of the members' CFG results."),
                 io.Combo.Input("window_unit", options=list(WINDOW_UNITS), default=d.window_unit,
+                               display_name="window unit",
                                tooltip="Unit of the composition window: percent of the noise range (0 = pure noise), "
                                        "sigma, or steps of this run."),
-                io.Float.Input("window_start", default=d.window_start, min=0.0, max=10000.0, step=0.01,
+                io.Float.Input("window_start", default=d.window_start, min=0.0, max=10000.0, step=0.001,
+                               display_name="window start",
                                tooltip="Where helpers start being composed in (percent, the higher sigma, or a step)."),
-                io.Float.Input("window_end", default=d.window_end, min=0.0, max=10000.0, step=0.01,
+                io.Float.Input("window_end", default=d.window_end, min=0.0, max=10000.0, step=0.001,
+                               display_name="window end",
                                tooltip="Where helpers stop (percent, the lower sigma, or a step, inclusive). Outside "
                                        "the window only the base member (within its own range) is evaluated."),
             ],

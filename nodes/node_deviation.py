@@ -19,7 +19,7 @@ class DeviationOptimize(io.ComfyNode):
                         "step of fixed length toward the member's own predicted mean, pulling it back to where "
                         "that model expects its state. Step sizes are resolution-independent.",
             inputs=[
-                io.Float.Input("step", default=round(d.step, 4), min=0.0, max=10.0, step=0.01,
+                io.Float.Input("step", default=round(d.step, 4), min=0.0, max=10.0, step=0.0001,
                                tooltip="Step for the base model, per sqrt(n) (n = latent elements): 0.35 is the "
                                        "reference code's p = 45 at 512x512, 0.43 its p = 55. 0 = no deviation step."),
                 io.Combo.Input("mode", options=list(DEVIATION_MODES), default=d.mode,
@@ -29,9 +29,11 @@ class DeviationOptimize(io.ComfyNode):
                                tooltip="faithful: the member's own un-aggregated next state (the paper's mean). "
                                        "reference: the reference code's one-step-lagged formula."),
                 io.Combo.Input("members", options=list(OPTIMISED_MEMBERS), default=d.members,
+                               display_name="optimised members",
                                tooltip="base: only the base model is optimised, helpers keep their own trajectories "
                                        "(paper). all: every member moves toward its own mean from the aggregate (code)."),
-                io.Float.Input("helper_step", default=round(d.helper_step, 4), min=0.0, max=10.0, step=0.01,
+                io.Float.Input("helper_step", default=round(d.helper_step, 4), min=0.0, max=10.0, step=0.0001,
+                               display_name="helper step",
                                tooltip="Step for the helpers when 'members' is all (same units as 'step')."),
                 # appended last and optional: saved workflows keep their inputs and the old behaviour
                 io.Combo.Input("step_unit", options=list(DEVIATION_STEP_UNITS), default=d.step_unit, optional=True,

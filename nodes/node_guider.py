@@ -16,9 +16,9 @@ class MultiModelGuider(io.ComfyNode):
                         "(custom schedules, split sigmas). Same members and configuration as the Multi-Model Sampler; "
                         "the window in steps counts the SIGMAS given to the sampler.",
             inputs=base_member_inputs() + [
-                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01, display_name="base cfg",
                                tooltip="The base model's classifier-free guidance scale."),
-                io.Float.Input("base_weight", default=0.5, min=0.0, max=100.0, step=0.01,
+                io.Float.Input("base_weight", default=0.5, min=0.0, max=100.0, step=0.001, display_name="base weight",
                                tooltip="The base model's aggregation weight (scaled with the helpers' to sum of squares 1)."),
             ] + config_inputs(),
             outputs=[io.Guider.Output(display_name="GUIDER", tooltip="For SamplerCustomAdvanced.")],

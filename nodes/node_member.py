@@ -22,13 +22,15 @@ class MultiModelMember(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="This helper's own negative conditioning."),
                 io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale applied to this helper alone, before aggregation."),
-                io.Float.Input("weight", default=0.866, min=0.0, max=100.0, step=0.01,
+                # step 0.001: the frontend shows and rounds a FLOAT to the decimals of its step, so the
+                # paper's 0.866 stays 0.866 (with step 0.01 it is shown and re-typed as 0.87)
+                io.Float.Input("weight", default=0.866, min=0.0, max=100.0, step=0.001,
                                tooltip="Aggregation weight. All member weights are scaled to sum of squares 1 "
                                        "(paper: base 0.5, helper 0.866). 0 switches the helper off: it is not loaded or run."),
                 io.Custom("AMDM_MEMBERS").Input("previous", optional=True,
                                                 tooltip="Earlier helpers in the chain (output of another Multi-Model Member)."),
             ] + range_inputs(),
-            outputs=[Members.Output(display_name="members", tooltip="The chain of helper members so far.")],
+            outputs=[Members.Output(display_name="helper members", tooltip="The chain of helper members so far.")],
             hidden=[io.Hidden.unique_id],
         )
 

@@ -31,7 +31,9 @@ def base_member_inputs():
                        tooltip="The specified (base) model: the one whose result you get. Helpers are aggregated into it."),
         io.Conditioning.Input("positive", display_name="base positive", tooltip="The base model's positive conditioning."),
         io.Conditioning.Input("negative", display_name="base negative", tooltip="The base model's negative conditioning."),
-        Members.Input("members", tooltip="Helper members: the output of a Multi-Model Member chain (1 to 7 helpers)."),
+        # "helper members": the base is a member too (2 to 8 members), but this socket takes the helpers only
+        Members.Input("members", display_name="helper members",
+                      tooltip="Helper members: the output of a Multi-Model Member chain (1 to 7 helpers)."),
     ]
 
 
@@ -74,7 +76,7 @@ class MultiModelSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="Seed of the base noise; helpers' independent noises continue the same generator."),
                 io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps."),
-                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01, display_name="base cfg",
                                tooltip="The base model's classifier-free guidance scale (each helper has its own)."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
                                tooltip="Any ComfyUI sampler. Inside the window each member takes this sampler's "
@@ -82,7 +84,7 @@ class MultiModelSampler(io.ComfyNode):
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="Any ComfyUI scheduler."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Amount of denoising, as in KSampler (img2img below 1)."),
-                io.Float.Input("base_weight", default=0.5, min=0.0, max=100.0, step=0.01,
+                io.Float.Input("base_weight", default=0.5, min=0.0, max=100.0, step=0.001, display_name="base weight",
                                tooltip="The base model's aggregation weight (paper's omega = 0.5 with a helper at 0.866). "
                                        "Weights are scaled to sum of squares 1."),
             ] + config_inputs(),
