@@ -1,9 +1,15 @@
 """amdm_core: host-free torch implementation of AMDM (Aggregation of Multiple Diffusion Models,
 arXiv 2410.01262). Imports torch only; never ComfyUI. The names below are the stable API."""
-from .aggregate import AGGREGATION_MODES, batch_norm, slerp2, spherical_aggregate
-from .deviation import DEVIATION_MODES, deviation_step
+from .aggregate import batch_norm, slerp2, spherical_aggregate
+from .compose import compose_predictions
+from .deviation import deviation_step
 from .loop import Deviation, Trace, active_members, amdm_sample
+from .policies import (AGGREGATION_MODES, COMPOSE_MODES, DEVIATION_MODES, INITIAL_NOISE_POLICIES, MU_TARGETS,
+                       NODE_STEP_UNITS, OPTIMISED_MEMBERS, RANGE_UNITS, STEP_NOISE_POLICIES, WINDOW_UNITS,
+                       check_initial_noise, check_one_of, check_span, check_step, check_step_noise,
+                       helper_initial_noise, planned_member_steps, step_seed)
 from .presets import FAITHFUL, PRESETS, REFERENCE_COMPATIBLE, Preset
+from .ranges import ALWAYS, NoiseRange, steps_in_range
 from .schedule import DiscreteSchedule, code_exact_coefficients, code_exact_mu
 from .steppers import (EulerAncestralStepper, EulerStepper, StepResult, Stepper, ancestral_sigmas,
                        seeded_noise)
@@ -13,6 +19,10 @@ from .weights import nested_weights, omegas_from_weights, reference_three_member
 from .window import EMPTY_WINDOW, StepWindow, window_from_sigmas, window_from_steps
 
 __all__ = [
+    "ALWAYS", "COMPOSE_MODES", "INITIAL_NOISE_POLICIES", "MU_TARGETS", "NODE_STEP_UNITS", "NoiseRange",
+    "OPTIMISED_MEMBERS", "RANGE_UNITS", "STEP_NOISE_POLICIES", "WINDOW_UNITS", "check_initial_noise",
+    "check_one_of", "check_span", "check_step", "check_step_noise", "compose_predictions",
+    "helper_initial_noise", "planned_member_steps", "step_seed", "steps_in_range",
     "AGGREGATION_MODES", "DEVIATION_MODES", "Deviation", "DiscreteSchedule", "EMPTY_WINDOW",
     "EulerAncestralStepper", "EulerStepper", "FAITHFUL", "PRESETS", "Preset", "REFERENCE_COMPATIBLE",
     "REFERENCE_ELEMENTS", "STEP_SCALES", "StepResult", "StepWindow", "Stepper", "Trace", "active_members",

@@ -8,7 +8,7 @@ import torch
 
 from .weights import _as_floats, omegas_from_weights
 
-AGGREGATION_MODES = ("spherical", "slerp")
+from .policies import AGGREGATION_MODES  # noqa: F401  (re-exported)
 _SMALL_ANGLE = 1e-4
 
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import torch
 
-COMPOSE_MODES = ("composable", "average")
+from .policies import COMPOSE_MODES  # noqa: F401  (re-exported)
 
 
 def compose_predictions(cfg_results: Sequence[torch.Tensor], unconds: Sequence[torch.Tensor] | None,

@@ -6,7 +6,7 @@ import torch
 from .aggregate import batch_norm
 from .units import STEP_SCALES, elements_per_sample, step_length
 
-DEVIATION_MODES = ("absolute", "clamped", "relative")
+from .policies import DEVIATION_MODES  # noqa: F401  (re-exported)
 
 
 def deviation_step(x_hat: torch.Tensor, mu: torch.Tensor, step, mode: str = "absolute",

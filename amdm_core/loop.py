@@ -8,7 +8,6 @@ a host sampler keeps its full remaining schedule (and multistep history) there.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
@@ -22,9 +21,8 @@ from .units import vp_scale
 from .weights import spherical_weights
 from .window import StepWindow
 
-MU_TARGETS = ("faithful", "reference")
-OPTIMISED_MEMBERS = ("base", "all")
-STEP_NOISE_POLICIES = ("independent", "shared")
+from .policies import (MU_TARGETS, OPTIMISED_MEMBERS, STEP_NOISE_POLICIES, check_one_of, check_step,
+                       check_step_noise, planned_member_steps)
 
 # (member, step, denoised, state, done, total): called after every member step, for progress
 ProgressHook = Callable[[int, int, torch.Tensor, torch.Tensor, int, int], None]
@@ -51,11 +49,9 @@ class Deviation:
     def __post_init__(self):
         for name, value, allowed in (("mode", self.mode, DEVIATION_MODES), ("target", self.target, MU_TARGETS),
                                      ("members", self.members, OPTIMISED_MEMBERS), ("scale", self.scale, STEP_SCALES)):
-            if value not in allowed:
-                raise ValueError(f"deviation {name} {value!r} is unknown; use one of {allowed}")
+            check_one_of(name, value, allowed)
         for v in (self.step if isinstance(self.step, (list, tuple)) else [self.step]):
-            if not math.isfinite(float(v)) or float(v) < 0:
-                raise ValueError(f"deviation step {v} must be a finite number >= 0")
+            check_step("step", v, self.mode)
 
     def step_for(self, member: int) -> float:
         if isinstance(self.step, (list, tuple)):
@@ -143,9 +139,7 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
         raise ValueError(f"aggregation mode {mode!r} is unknown; use one of {AGGREGATION_MODES}")
     if step_noise not in STEP_NOISE_POLICIES:
         raise ValueError(f"step noise policy {step_noise!r} is unknown; use one of {STEP_NOISE_POLICIES}")
-    if stepper.stochastic and step_noise == "shared" and not stepper.separates_noise and mode == "spherical":
-        raise ValueError("shared step noise with spherical aggregation adds the noise coherently (inflates it "
-                         "by sum of weights); use independent step noise or slerp with this sampler")
+    check_step_noise(mode, step_noise, stepper.stochastic, stepper.separates_noise, type(stepper).__name__)
     if deviation is not None and deviation.target == "reference" and schedule is None:
         raise ValueError("the reference mu target needs the model's discrete schedule")
     n_steps = len(sigmas) - 1
@@ -164,7 +158,7 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
         window, win_end = StepWindow(1, 0), -1
     den = [_Counted(f) for f in denoisers]
     trace = Trace(window=window, steps=n_steps, weights=list(w), evaluations=[0] * K, member_steps=[0] * K)
-    trace.planned_member_steps = n_steps + sum(len(r) for r in runs.values())
+    trace.planned_member_steps = planned_member_steps(n_steps, [len(r) for r in runs.values()])
     done = 0
 
     def progress(k, j, x):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from .loop import Deviation
 from .units import step_from_reference
 
-INITIAL_NOISE_POLICIES = ("independent", "shared")
+from .policies import INITIAL_NOISE_POLICIES  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

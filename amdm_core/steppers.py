@@ -12,6 +12,8 @@ from typing import Callable, Optional, Protocol, Sequence
 
 import torch
 
+from .policies import step_seed
+
 Denoiser = Callable[..., torch.Tensor]          # (x, sigma[B], **kw) -> denoised x0 prediction
 NoiseSource = Callable[[int, int, torch.Tensor], torch.Tensor]   # (step, stream, like) -> noise
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]  # (step, denoised, x)
@@ -43,7 +45,7 @@ class Stepper(Protocol):
 def seeded_noise(seed: int) -> NoiseSource:
     """Noise for (step, stream) from its own generator: reproducible, independent per stream."""
     def source(index: int, stream: int, like: torch.Tensor) -> torch.Tensor:
-        g = torch.Generator(device="cpu").manual_seed((int(seed) * 1_000_003 + index * 7_919 + stream * 104_729) % (2 ** 63))
+        g = torch.Generator(device="cpu").manual_seed(step_seed(seed, index, stream))
         return torch.randn(like.shape, generator=g, dtype=torch.float32).to(like.device, like.dtype)
     return source
 

@@ -15,7 +15,7 @@ REFERENCE_ELEMENTS = 4 * 64 * 64  # one SD1.x latent at 512x512: the resolution 
 #   "per_sqrt_n":         step * sqrt(n)   resolution-independent (0.35 ~ p = 45 at 512x512 only)
 #   "absolute":           step             an L2 distance as such
 #   "per_sqrt_reference": step * 128       p / 128: the reference code's fixed p at every resolution
-STEP_SCALES = ("per_sqrt_n", "absolute", "per_sqrt_reference")
+from .policies import STEP_SCALES  # noqa: F401  (re-exported)
 
 
 def vp_scale(sigma) -> torch.Tensor | float:

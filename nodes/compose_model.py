@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import comfy.model_patcher
 
-from ..amdm_core.compose import compose_predictions
+from ..amdm_core import compose_predictions
 from .host_stepper import CFG_PP_ADVICE, post_cfg_count
 
 

@@ -1,31 +1,48 @@
-"""Guider_MultiModel: a CFGGuider that runs AMDM over several members in one sampling pass.
+"""Guider_MultiModel: a CFGGuider that runs AMDM (or a composition) over several members in one
+sampling pass.
+
+Call path (ComfyUI's own frames in brackets):
+  Guider_MultiModel.sample  -> plan_run, refusals before loading, helpers' host bookkeeping
+    [CFGGuider.sample -> outer_sample (loads base + helpers) -> inner_sample]
+  Guider_MultiModel.inner_sample -> the helpers' conds -> [CFGGuider.inner_sample]
+    [-> KSAMPLER.sample: noise scaling, inpainting] -> _AMDMSampler._sample -> Guider_MultiModel.run
+  run -> run_amdm -> amdm_core.amdm_sample (steps every member, aggregates: spherical_aggregate)
+      -> run_compose -> the host sampler over ComposeModel
 
 The base member goes through ComfyUI's unchanged CFGGuider path (wrappers, hooks, ControlNets
 keep working for it). Helpers are private clones that ride along as additional models of the
-base clone, so ONE load_models_gpu call loads every member; each helper gets the same per-model
-bookkeeping the stock guider does (conds copied, hooks, process_conds with its own BaseModel,
-pre_run/cleanup, model_options restored in finally). Inputs are never mutated.
+base clone, so ONE load_models_gpu call loads every member; the per-model bookkeeping the stock
+guider does is repeated for each helper by host_mirror.py. Inputs are never mutated.
 """
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import torch
 
 import comfy.samplers
 
-from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, Trace, amdm_sample
-from ..amdm_core.ranges import steps_in_range
+from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, Trace, amdm_sample, helper_initial_noise
 from .compose_model import ComposeModel
 from .host_mirror import check_multigpu, enter_helper, exit_helper, helper_extra_models, prepare_helper_run
 from .host_stepper import HostStepper, MemberModel, check_sampler, check_step_noise, sampler_display_name
 from .members import Member, MemberError, check_compatible
+from .run_plan import RunPlan, plan_run
 from .settings import AggregationSettings, ComposeSettings, DeviationSettings
-from .window import resolve_compose_window, resolve_range, resolve_window
 
 HELPERS_KEY = "amdm_helpers"
 log = logging.getLogger("amdm")
+
+
+@dataclass
+class RunReport:
+    """What one sample() call did; the summary is built from it."""
+    plan: RunPlan
+    trace: Trace | None = None
+    seconds: float = 0.0
+    weight_swaps: int = 0
 
 
 class Guider_MultiModel(comfy.samplers.CFGGuider):
@@ -39,12 +56,12 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         if isinstance(aggregation, AggregationSettings) and not base.noise_range.everywhere:
             raise MemberError(f"the {base.label} has a noise range; with Spherical Aggregate (AMDM) the base model "
                               f"carries the result over the whole schedule. Use Compose Predictions for handoffs.")
+        if deviation is not None and not isinstance(deviation, DeviationSettings):
+            raise ValueError("'deviation' must come from a Deviation Optimize node.")
         super().__init__(base.model.clone())        # private: additional models never touch the user's MODEL
         self.set_conds(base.positive, base.negative)
         self.set_cfg(base.cfg)
         self.members = list(members)
-        if deviation is not None and not isinstance(deviation, DeviationSettings):
-            raise ValueError("'deviation' must come from a Deviation Optimize node.")
         self.aggregation = aggregation
         self.composing = isinstance(aggregation, ComposeSettings)
         self.deviation = None if self.composing else deviation
@@ -53,28 +70,31 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         self.subs = []
         for m in self.helpers:
             g = comfy.samplers.CFGGuider(m.model.clone())
-            g.set_conds(m.positive, m.negative)
+            g.set_conds(m.positive, m.negative)     # the host's own inner_set_conds (0.33: non-dynamic delegate)
             g.set_cfg(m.cfg)
             self.subs.append(g)
-        self.progress_hook = None        # set by Multi-Model Sampler for member-step progress
-        self.last_trace = None
-        self.last_window = None
-        self.last_seconds = None
-        self.weight_swaps = 0
+        self.progress_hook = None        # set by run_guider for member-step progress
+        self.report: RunReport | None = None
+
+    def plan(self, sigmas) -> RunPlan:
+        """The plan of a run over these sigmas (pure: nothing is loaded or changed)."""
+        return plan_run(self.members[0], self.helpers, self.aggregation, sigmas,
+                        self.model_patcher.get_model_object("model_sampling"))
 
     # -- sample: the stock bookkeeping, mirrored for every helper (host_mirror.py) -------------
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
                seed=None):
-        ms = self.model_patcher.get_model_object("model_sampling")
-        active = self._plan(sigmas, ms) if len(sigmas) > 1 else False
+        plan = self.plan(sigmas)
+        active = plan.helpers_evaluated
         check_sampler(sampler, window_empty=not active)       # before any model is loaded
         if active:
             check_multigpu([(self.members[0].label, self.model_patcher)]
                            + [(m.label, g.model_patcher) for m, g in zip(self.helpers, self.subs)])
         if active and not self.composing:
             check_step_noise(sampler, self.aggregation)
-        self._active = active
-        self._helper_noise = self._make_helper_noise(noise, seed) if active and not self.composing else []
+        self.report = RunReport(plan)
+        self._helper_noise = (helper_initial_noise(noise, seed, len(self.subs), self.aggregation.initial_noise)
+                              if active and not self.composing else [])
         saved = []
         start = time.perf_counter()
         try:
@@ -87,48 +107,11 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
             for s in saved:
                 exit_helper(s)
             self.model_patcher.remove_additional_models(HELPERS_KEY)
-            self.last_seconds = time.perf_counter() - start
-
-    def _plan(self, sigmas, ms) -> bool:
-        """Resolve windows and ranges on this run's sigmas; True when a helper will be evaluated."""
-        self.ranges = [resolve_range(m.noise_range, ms) for m in [self.members[0]] + self.helpers]
-        if self.composing:
-            self.last_window = None
-            self.compose_window = resolve_compose_window(self.aggregation, sigmas, ms)
-            starts = [float(v) for v in sigmas[:-1]]
-            for j, s in enumerate(starts):
-                if not any(r.contains(s) and (k == 0 or self.compose_window.contains(s))
-                           for k, r in enumerate(self.ranges)):
-                    raise MemberError(f"no member is active at step {j} (sigma {s:.4g}): the members' noise ranges "
-                                      f"must together cover the whole schedule.")
-            return any(r.contains(s) and self.compose_window.contains(s) for r in self.ranges[1:] for s in starts)
-        window = resolve_window(self.aggregation, sigmas, ms)
-        self.last_window = window
-        self.activity = [steps_in_range(r, sigmas.detach().cpu()) for r in self.ranges]
-        return not window.empty and any(any(a[:window.end + 1]) for a in self.activity[1:])
-
-    def planned_member_steps(self, sigmas) -> int:
-        """Member steps (model evaluations for one-evaluation samplers) a run over sigmas will cost."""
-        n = len(sigmas) - 1
-        if n < 1 or not self._plan(sigmas, self.model_patcher.get_model_object("model_sampling")):
-            return max(n, 0)
-        if self.composing:      # every active member is evaluated once per step (one-evaluation samplers)
-            return sum(1 for s in sigmas[:-1] for k, r in enumerate(self.ranges)
-                       if r.contains(float(s)) and (k == 0 or self.compose_window.contains(float(s))))
-        return n + sum(sum(a[:self.last_window.end + 1]) for a in self.activity[1:])
-
-    def _make_helper_noise(self, noise, seed):
-        """Independent noise continues the base seed's generator (as the reference code draws its
-        models' noises in sequence); 'shared' reuses the base noise."""
-        if self.aggregation.initial_noise == "shared" or not torch.any(noise != 0):
-            return [noise] * len(self.subs)
-        g = torch.Generator(device="cpu").manual_seed(0 if seed is None else int(seed))
-        torch.randn(noise.shape, generator=g, dtype=noise.dtype)       # the base's draw
-        return [torch.randn(noise.shape, generator=g, dtype=noise.dtype) for _ in self.subs]
+            self.report.seconds = time.perf_counter() - start
 
     def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar,
                      seed, **kwargs):
-        if not self._active:
+        if not self.report.plan.helpers_evaluated:
             return super().inner_sample(noise, latent_image, device, _AMDMSampler(sampler, self), sigmas,
                                         denoise_mask, callback, disable_pbar, seed, **kwargs)
         li = latent_image
@@ -149,11 +132,12 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise):
-        if self.composing and self._active:
-            return self.run_compose(model, x, sigmas, extra_args, callback, disable, host)
-        return self.run_amdm(model, x, sigmas, extra_args, callback, disable, host, max_denoise)
+        plan = self.report.plan
+        if self.composing and plan.helpers_evaluated:
+            return self.run_compose(model, x, sigmas, extra_args, callback, disable, host, plan)
+        return self.run_amdm(model, x, sigmas, extra_args, callback, disable, host, max_denoise, plan)
 
-    def _helper_models(self, model, sigmas, extra_args, subs):
+    def _member_models(self, model, sigmas, extra_args, subs):
         sharing = _sharing([self.model_patcher] + [g.model_patcher for g in subs])
         denoisers = [MemberModel(model, extra_args, self.model_patcher, *sharing[0])]
         for i, g in enumerate(subs):
@@ -164,10 +148,10 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
             denoisers.append(MemberModel(inpaint, args, g.model_patcher, *sharing[i + 1]))
         return denoisers
 
-    def run_compose(self, model, x, sigmas, extra_args, callback, disable, host):
-        members = self._helper_models(model, sigmas, extra_args, self.subs)
+    def run_compose(self, model, x, sigmas, extra_args, callback, disable, host, plan):
+        members = self._member_models(model, sigmas, extra_args, self.subs)
         weights = [self.members[0].weight] + [m.weight for m in self.helpers]
-        composer = ComposeModel(members, self.ranges, self.compose_window, weights, self.aggregation.mode, sigmas,
+        composer = ComposeModel(members, plan.ranges, plan.compose_window, weights, self.aggregation.mode, sigmas,
                                 sampler_display_name(host))
         hook = self._progress(callback)
         n = len(sigmas) - 1
@@ -178,33 +162,33 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
                       member_steps=[0] * len(members))
         trace.aggregated_steps = sorted(composer.composed_steps)
         trace.aggregated_sigmas = [float(sigmas[j]) for j in trace.aggregated_steps]
-        self.last_trace = trace
-        self.weight_swaps = sum(m.weight_swaps for m in members)
+        self.report.trace = trace
+        self.report.weight_swaps = sum(m.weight_swaps for m in members)
         return out
 
-    def run_amdm(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise):
+    def run_amdm(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise, plan):
         ms = self.inner_model.model_sampling
-        window = self.last_window if self._active else None
-        subs = self.subs if self._active else []
-        denoisers = self._helper_models(model, sigmas, extra_args, subs)
+        subs = self.subs if plan.helpers_evaluated else []
+        denoisers = self._member_models(model, sigmas, extra_args, subs)
         initial = [x] + [ms.noise_scaling(sigmas[0], self._helper_noise[i].to(x.device, x.dtype), model.latent_image,
                                           max_denoise) for i in range(len(subs))]
         weights = [self.members[0].weight] + [m.weight for m in self.helpers][:len(subs)]
-        active = [a for a in self.activity[:len(subs) + 1]] if subs else None
+        active = [list(a) for a in plan.activity[:len(subs) + 1]] if subs else None
         deviation = self.deviation.to_core(len(denoisers)) if self.deviation is not None else None
         schedule = None
         if deviation is not None and deviation.target == "reference":
             if not hasattr(ms, "sigmas"):
                 raise ValueError("deviation target 'reference' needs a discrete-schedule model (SD1.x/SDXL)")
             schedule = DiscreteSchedule.from_sigmas(ms.sigmas)
+        window = plan.window if subs else None
         out, trace = amdm_sample(
             denoisers, sigmas, initial, weights=weights, window=window or EMPTY_WINDOW,
             stepper=HostStepper(host, extra_args.get("seed"), disable_pbar=disable),
             mode=self.aggregation.mode, deviation=deviation, step_noise=self.aggregation.step_noise,
             schedule=schedule, normalize_weights=self.aggregation.normalize_weights, active=active,
             on_progress=self._progress(callback))
-        self.last_trace = trace
-        self.weight_swaps = sum(d.weight_swaps for d in denoisers)
+        self.report.trace = trace
+        self.report.weight_swaps = sum(d.weight_swaps for d in denoisers)
         return out
 
     def _progress(self, callback):

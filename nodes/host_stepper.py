@@ -17,7 +17,8 @@ import comfy.k_diffusion.sampling
 import comfy.model_management
 import comfy.samplers
 
-from ..amdm_core import StepResult
+from ..amdm_core import StepResult, step_seed
+from ..amdm_core import check_step_noise as core_check_step_noise
 
 UNSUPPORTED_IN_WINDOW = ("cfg_pp",)
 # Whole-schedule solvers that cannot take one step on a two-sigma slice (uni_pc does not move x,
@@ -66,10 +67,9 @@ def is_stochastic(sampler_function) -> bool:
 
 
 def check_step_noise(sampler, aggregation) -> None:
-    if aggregation.step_noise == "shared" and aggregation.mode == "spherical" and is_stochastic(sampler.sampler_function):
-        raise ValueError(f"'step_noise' = 'shared' with mode 'spherical' and the stochastic sampler "
-                         f"'{sampler_function_name(sampler)}' would add one noise draw coherently (inflating it by the "
-                         f"sum of the weights): use step_noise 'independent' or mode 'slerp'.")
+    """The core's shared-step-noise refusal, before loading: a host step cannot separate its noise."""
+    core_check_step_noise(aggregation.mode, aggregation.step_noise, is_stochastic(sampler.sampler_function),
+                          separates_noise=False, sampler=sampler_display_name(sampler))
 
 
 class MemberModel:
@@ -141,14 +141,9 @@ class HostStepper:
         self.disable = disable_pbar
         self.stochastic = is_stochastic(self.fn)
 
-    def step_seed(self, index: int, stream: int) -> int:
-        """A distinct, reproducible seed per (step, member stream), never the run's own seed."""
-        return (self.seed * 6_364_136_223_846_793_005 + (index + 1) * 1_442_695_040_888_963_407
-                + stream * 2_654_435_761) % (2 ** 63)
-
     def step(self, denoise, x, sigma, sigma_next, index, stream):
         extra = dict(denoise.extra_args)
-        extra["seed"] = self.step_seed(index, stream)
+        extra["seed"] = step_seed(self.seed, index, stream)
         pair = torch.stack([torch.as_tensor(sigma), torch.as_tensor(sigma_next)]).to(x.device)
         guarded = RefusePostCfgHook(denoise, extra.get("model_options"), self.name)
         out = self.step_fn(guarded, x, pair, extra_args=extra, callback=None, disable=True, **self.step_options)

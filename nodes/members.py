@@ -114,3 +114,21 @@ def check_compatible(members: Sequence[Member]) -> None:
     if sampling_family(b_ms) == "flow":
         raise MemberError(f"the {base.label} is a flow-matching model ({type(b_ms).__name__}); AMDM's VP-unit "
                           f"aggregation is defined for eps/v-prediction models (SD1.x, SD2, SDXL) only.")
+
+
+def member_chain(value, input_name: str, allow_none: bool = True) -> tuple:
+    """A member chain socket value: a tuple of Members, or None where nothing need be connected."""
+    if value is None and allow_none:
+        return ()
+    if not isinstance(value, (tuple, list)) or not all(isinstance(m, Member) for m in value):
+        raise MemberError(f"'{input_name}' is not a member chain ({type(value).__name__}); connect the output of a "
+                          f"Multi-Model Member node to '{input_name}'.")
+    return tuple(value)
+
+
+def member_range(label, unit, start, end, prefix: str = "") -> RangeSettings:
+    try:
+        return RangeSettings(unit, float(start), float(end))
+    except (TypeError, ValueError) as e:
+        msg = str(e).replace("'range_", f"'{prefix}range_") if prefix else str(e)
+        raise MemberError(f"{label}: {msg}") from None

@@ -1,10 +1,8 @@
 """Spherical Aggregate: how and when the members' states are combined."""
 from comfy_api.latest import io
 
-from ..amdm_core import AGGREGATION_MODES
-from ..amdm_core.loop import STEP_NOISE_POLICIES
-from ..amdm_core.presets import INITIAL_NOISE_POLICIES
-from .settings import WINDOW_UNITS, AggregationSettings
+from ..amdm_core import AGGREGATION_MODES, INITIAL_NOISE_POLICIES, STEP_NOISE_POLICIES, WINDOW_UNITS
+from .settings import AggregationSettings
 from .socket_types import CATEGORY, Aggregation
 
 

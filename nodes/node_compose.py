@@ -1,8 +1,8 @@
 """Compose Predictions: combine the active members' predictions at one shared state (not AMDM)."""
 from comfy_api.latest import io
 
-from ..amdm_core.compose import COMPOSE_MODES
-from .settings import WINDOW_UNITS, ComposeSettings
+from ..amdm_core import COMPOSE_MODES, WINDOW_UNITS
+from .settings import ComposeSettings
 from .socket_types import CATEGORY, Aggregation
 
 

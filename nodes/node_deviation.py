@@ -1,9 +1,8 @@
 """Deviation Optimize: the fixed-length step from the aggregate toward each member's own mean."""
 from comfy_api.latest import io
 
-from ..amdm_core import DEVIATION_MODES
-from ..amdm_core.loop import MU_TARGETS, OPTIMISED_MEMBERS
-from .settings import DEVIATION_STEP_UNITS, DeviationSettings
+from ..amdm_core import DEVIATION_MODES, MU_TARGETS, NODE_STEP_UNITS, OPTIMISED_MEMBERS
+from .settings import DeviationSettings
 from .socket_types import CATEGORY, DeviationConfig
 
 
@@ -36,7 +35,7 @@ class DeviationOptimize(io.ComfyNode):
                                display_name="helper step",
                                tooltip="Step for the helpers when 'members' is all (same units as 'step')."),
                 # appended last and optional: saved workflows keep their inputs and the old behaviour
-                io.Combo.Input("step_unit", options=list(DEVIATION_STEP_UNITS), default=d.step_unit, optional=True,
+                io.Combo.Input("step_unit", options=list(NODE_STEP_UNITS), default=d.step_unit, optional=True,
                                display_name="step unit",
                                tooltip="Unit of 'step' and 'helper_step'. per_sqrt_n: per sqrt(n), n = latent "
                                        "elements, the same effect at every resolution (0.35 = the reference code's "

@@ -1,8 +1,8 @@
 """Multi-Model Guider: the same aggregation as a GUIDER for SamplerCustomAdvanced."""
 from comfy_api.latest import io
 
-from .node_sampler import base_member_inputs, build_guider, config_inputs
-from .socket_types import CATEGORY
+from .run import build_guider
+from .socket_types import CATEGORY, base_member_inputs, config_inputs
 
 
 class MultiModelGuider(io.ComfyNode):

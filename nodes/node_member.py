@@ -1,8 +1,7 @@
 """Multi-Model Member: one helper model with its own conditioning, cfg and weight, chained."""
 from comfy_api.latest import io
 
-from .members import MAX_MEMBERS, Member, MemberError, check_member_values, member_label
-from .settings import RangeSettings
+from .members import MAX_MEMBERS, Member, MemberError, check_member_values, member_chain, member_label, member_range
 from .socket_types import CATEGORY, Members, range_inputs
 
 
@@ -49,21 +48,3 @@ class MultiModelMember(io.ComfyNode):
         check_member_values(label, model, positive, negative, cfg, weight)
         rng = member_range(label, range_unit, range_start, range_end)
         return io.NodeOutput(chain + (Member(model, positive, negative, float(cfg), float(weight), label, rng),))
-
-
-def member_chain(value, input_name: str, allow_none: bool = True) -> tuple:
-    """A member chain socket value: a tuple of Members, or None where nothing need be connected."""
-    if value is None and allow_none:
-        return ()
-    if not isinstance(value, (tuple, list)) or not all(isinstance(m, Member) for m in value):
-        raise MemberError(f"'{input_name}' is not a member chain ({type(value).__name__}); connect the output of a "
-                          f"Multi-Model Member node to '{input_name}'.")
-    return tuple(value)
-
-
-def member_range(label, unit, start, end, prefix: str = "") -> RangeSettings:
-    try:
-        return RangeSettings(unit, float(start), float(end))
-    except (TypeError, ValueError) as e:
-        msg = str(e).replace("'range_", f"'{prefix}range_") if prefix else str(e)
-        raise MemberError(f"{label}: {msg}") from None

@@ -12,9 +12,9 @@ import comfy.samplers
 from comfy_api.latest import io, ui
 
 from .members import MemberError
-from .node_sampler import base_member_inputs, build_guider, check_run_inputs, config_inputs, run_guider, run_sigmas
+from .run import build_guider, check_run_inputs, run_guider, run_sigmas
 from .settings import AggregationSettings
-from .socket_types import CATEGORY
+from .socket_types import CATEGORY, base_member_inputs, config_inputs
 from .summary import summary_text
 from .sweep import SWEEP_PARAMETERS, configurations, labelled_grid, parse_values
 
@@ -92,7 +92,7 @@ class MultiModelSweep(io.ComfyNode):
                 raise MemberError(f"configuration '{c.label}': {e}") from None
         check_run_inputs(model, latent_image, steps, sampler_name, scheduler, denoise)
         sigmas = run_sigmas(model, steps, sampler_name, scheduler, denoise)
-        costs = [g.planned_member_steps(sigmas) for g in guiders]
+        costs = [g.plan(sigmas).planned_member_steps for g in guiders]
         log.info("Multi-Model Sweep: %d configurations, about %d model evaluations in total (%s)",
                  len(configs), sum(costs), ", ".join(f"{c.label}: {n}" for c, n in zip(configs, costs)))
         latents, images, report = [], [], []

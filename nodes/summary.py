@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 
 
-def build_summary(guider, sigmas, sampler_name: str = "", scheduler: str = "") -> dict:
-    trace = guider.last_trace
+def build_summary(guider, report, sigmas, sampler_name: str = "", scheduler: str = "") -> dict:
+    """guider: the run's configuration (members, settings); report: what its last sample() did."""
+    trace = report.trace
     members = [guider.members[0]] + list(guider.helpers)
     evaluations = list(trace.evaluations) if trace else [0] * len(members)
     evaluations += [0] * (len(members) - len(evaluations))
@@ -29,8 +30,8 @@ def build_summary(guider, sigmas, sampler_name: str = "", scheduler: str = "") -
         "switched_off": [m.label for m in guider.members[1:] if m.weight == 0],
         "total_evaluations": sum(evaluations),
         "norm_ratio": [round(r, 3) for r in trace.norm_ratio] if trace else [],
-        "weight_swaps": guider.weight_swaps,
-        "seconds": round(guider.last_seconds or 0.0, 3),
+        "weight_swaps": report.weight_swaps,
+        "seconds": round(report.seconds, 3),
     }
 
 

@@ -1,12 +1,11 @@
 """Resolve the user's window (steps, sigma or percent of the noise range) on the actual sigmas."""
 from __future__ import annotations
 
-import torch
-
 import math
 
-from ..amdm_core import StepWindow, window_from_sigmas, window_from_steps
-from ..amdm_core.ranges import NoiseRange
+import torch
+
+from ..amdm_core import NoiseRange, StepWindow, window_from_sigmas, window_from_steps
 from .settings import AggregationSettings, ComposeSettings, RangeSettings
 
 

@@ -6,13 +6,9 @@ RunOut(samples [B,1,16,16] latent, evaluations, detail). `evaluations` counts me
 CFG-guided denoiser call of one model at one step, cond+uncond batched), summed over members, for
 the whole batch run (it does not depend on the batch size); the network forward rows are counted
 separately by the models' counters.
-
-Methods that need a pack block the pack does not have yet raise NotAvailable; the runner records
-them as "not yet available" instead of re-implementing them.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,10 +21,6 @@ from .models import MODEL_ASPECT
 SAMPLER = "euler"
 SCHEDULER = "ddim_uniform"
 CFG = 5.0
-
-
-class NotAvailable(Exception):
-    pass
 
 
 @dataclass
@@ -74,17 +66,6 @@ def handoff_steps(ctx, steps, percents):
     return out
 
 
-def pack_has(ctx, what: str) -> bool:
-    n = ctx.N
-    if what == "compose":
-        return hasattr(n, "node_compose") and hasattr(n.node_compose, "ComposePredictions")
-    if what == "ranges":
-        return "range_start" in inspect.signature(n.node_member.MultiModelMember.execute).parameters
-    if what == "sweep":
-        return hasattr(n, "node_sweep")
-    raise KeyError(what)
-
-
 def member_chain(ctx, target, helpers, weights, ranges=None):
     """Multi-Model Member chain (the pack's node) for helper names with their weights."""
     chain = None
@@ -124,8 +105,6 @@ def deviation_node(ctx, step=0.3516, mode="absolute", target="faithful", members
 
 
 def compose_node(ctx, mode="composable", unit="percent", start=0.0, end=1.0):
-    if not pack_has(ctx, "compose"):
-        raise NotAvailable("the pack has no Compose Predictions block")
     return ctx.N.node_compose.ComposePredictions.execute(mode, unit, float(start), float(end)).args[0]
 
 
@@ -174,8 +153,6 @@ def handoff_chain(ctx, target, batch, seed, steps, order, percents):
 
 def handoff_onepass(ctx, target, batch, seed, steps, order, percents):
     """The same handoff in one pass: Compose Predictions + member noise ranges (the pack)."""
-    if not (pack_has(ctx, "compose") and pack_has(ctx, "ranges")):
-        raise NotAvailable("the pack has no Compose Predictions block / member noise ranges")
     edges = [0.0] + list(percents) + [1.0]
     rng = [(edges[i], edges[i + 1]) for i in range(len(order))]
     chain = member_chain(ctx, target, order[1:], [1.0] * (len(order) - 1), ranges=rng[1:])
@@ -206,8 +183,6 @@ def amdm(ctx, target, batch, seed, steps, models, weights=(0.5, 0.866), mode="sp
     Optimize (all the pack's nodes); models[0] is the base (specified) model."""
     agg = aggregate_node(ctx, mode, unit, start, end, initial_noise, normalize)
     dev = deviation_node(ctx, dev_step, dev_mode, dev_target, dev_members, helper_step)
-    if ranges is not None and not pack_has(ctx, "ranges"):
-        raise NotAvailable("the pack has no member noise ranges")
     chain = member_chain(ctx, target, models[1:], weights[1:], ranges=ranges)
     r = _sample_mms(ctx, target, models[0], chain, weights[0], batch, seed, steps, agg, dev, {})
     r.detail["route"] = "pack Multi-Model Sampler (AMDM)"

@@ -267,12 +267,7 @@ def run_spec(ctx, spec: Spec, mode: Mode, evaluator, log, keep_samples: dict):
             for c in counters(ctx):
                 c.reset()
             t0 = time.perf_counter()
-            try:
-                out = fn(ctx, target, mode.samples, seed, spec.steps, **spec.params)
-            except methods.NotAvailable as e:
-                rec["sets"][set_name] = {"status": "not yet available", "reason": str(e)}
-                log(f"  {spec.name} [{set_name}]: not yet available ({e})")
-                break
+            out = fn(ctx, target, mode.samples, seed, spec.steps, **spec.params)
             dt = time.perf_counter() - t0
             secs += dt
             evals += out.evaluations
@@ -291,25 +286,24 @@ def run_spec(ctx, spec: Spec, mode: Mode, evaluator, log, keep_samples: dict):
             if spec.key:
                 keep_samples.setdefault(spec.name, {}).setdefault(set_name, []).append(
                     out.samples[:8].clamp(-1, 1).cpu())
-        else:
-            n = len(res_all["joint"])
-            runs = len(targets)
-            rec["sets"][set_name] = {
-                "status": "ok", "targets": per_target, "n": n,
-                "joint": rate(sum(res_all["joint"]), n),
-                **{a: rate(sum(res_all[a]), n) for a in aspects},
-                "quality": {"classifier_confidence": round(sum(res_all["conf"]) / n, 4),
-                            "nn_rms_distance": round(sum(res_all["nn"]) / n, 4)},
-                "compute": {"evaluations_per_run": round(evals / runs, 2),
-                            "network_rows_per_sample": round(rows / n, 2),
-                            "ms_per_sample": round(1000 * secs / n, 3), "seconds": round(secs, 3),
-                            "batch": mode.samples},
-                "detail": detail,
-            }
-            s = rec["sets"][set_name]
-            log(f"  {spec.name} [{set_name}]: joint {s['joint']['rate']:.3f} "
-                + " ".join(f"{a} {s[a]['rate']:.2f}" for a in aspects)
-                + f" | {s['compute']['evaluations_per_run']:g} evals, {s['compute']['ms_per_sample']:.1f} ms/sample")
+        n = len(res_all["joint"])
+        runs = len(targets)
+        rec["sets"][set_name] = {
+            "status": "ok", "targets": per_target, "n": n,
+            "joint": rate(sum(res_all["joint"]), n),
+            **{a: rate(sum(res_all[a]), n) for a in aspects},
+            "quality": {"classifier_confidence": round(sum(res_all["conf"]) / n, 4),
+                        "nn_rms_distance": round(sum(res_all["nn"]) / n, 4)},
+            "compute": {"evaluations_per_run": round(evals / runs, 2),
+                        "network_rows_per_sample": round(rows / n, 2),
+                        "ms_per_sample": round(1000 * secs / n, 3), "seconds": round(secs, 3),
+                        "batch": mode.samples},
+            "detail": detail,
+        }
+        s = rec["sets"][set_name]
+        log(f"  {spec.name} [{set_name}]: joint {s['joint']['rate']:.3f} "
+            + " ".join(f"{a} {s[a]['rate']:.2f}" for a in aspects)
+            + f" | {s['compute']['evaluations_per_run']:g} evals, {s['compute']['ms_per_sample']:.1f} ms/sample")
     return rec
 
 
@@ -437,7 +431,7 @@ def main(argv=None):
     logging.getLogger().setLevel(logging.WARNING)
     from . import ecosystem
     from .classifiers import Classifiers
-    from .methods import Context, pack_has
+    from .methods import Context
     weights = Path(args.weights) if args.weights else ecosystem.WEIGHTS_DIR
     ctx = Context(models=ecosystem.load_ecosystem(weights), pack=pack, nodes=nodes, weights_dir=weights)
     clf = Classifiers.load(weights)
@@ -473,7 +467,6 @@ def main(argv=None):
         "settings": {"sampler": ctx.sampler, "scheduler": ctx.scheduler, "cfg": ctx.cfg,
                      "targets": {k: [dict(t, name=target_name(t), home_of_class=home(t["class"])) for t in v]
                                  for k, v in TARGET_SETS.items()}},
-        "pack_blocks": {k: pack_has(ctx, k) for k in ("compose", "ranges", "sweep")},
         "reference": ref,
         "classifiers": clf_info,
         "training": {k: prov.get(k) for k in ("command", "seed", "architecture", "bias", "data")},

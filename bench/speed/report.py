@@ -188,6 +188,15 @@ def math_table(rows):
     return head + "\n".join(lines) + "\n"
 
 
+def _math_check_line(rows) -> str:
+    checks = [en.get("matches_amdm_sample") for r in rows for en in r["entries"]]
+    if not checks or any(c is None for c in checks):
+        return "(This run did not record the check against amdm_sample.)"
+    if all(checks):
+        return "Each timed step was checked bit-identical to amdm_sample's own step on the same states."
+    return "**The timed step differed from amdm_sample's own step in at least one configuration.**"
+
+
 def memory_table(rows):
     if not rows:
         return "(skipped)\n"
@@ -270,9 +279,10 @@ def table_md(results) -> str:
         orchestration_table(results["overhead"]),
         "## Aggregation + deviation math per aggregated step against one UNet forward",
         "",
-        "Per aggregated step the pack converts the K post-step states and the base mean to VP units, aggregates "
-        "(spherical or slerp), records the norm ratio (one host sync on a GPU), takes the deviation step of the base "
-        "toward its own mean and converts back. Cells: **math / one forward** (math time). The forward is one UNet "
+        "The core's aggregation step, as `amdm_core.amdm_sample` takes it after the members' steps: the K "
+        "post-step states and the base mean to VP units, aggregation (spherical or slerp), the norm ratio (one host "
+        "sync on a GPU), the deviation step of the base toward its own mean, back to k-space. "
+        + _math_check_line(results["math"]) + " Cells: **math / one forward** (math time). The forward is one UNet "
         "call at batch 1; an aggregated step costs K CFG forwards (batch 2), so the share of the math in a step is "
         "smaller still.",
         "",

@@ -1,5 +1,5 @@
 """A small ComfyUI API-mode client (stdlib urllib + websocket-client): POST /prompt, follow the
-prompt on the websocket, read /history and /view, /interrupt, /upload/image."""
+prompt on the websocket, read /history and /view, /interrupt."""
 from __future__ import annotations
 
 import json
@@ -52,13 +52,11 @@ class Client:
         self.client_id = str(uuid.uuid4())
 
     # -- HTTP -------------------------------------------------------------------------------
-    def request(self, method: str, path: str, body=None, *, raw_body: bytes | None = None,
-                headers: dict | None = None, timeout: float | None = None):
-        data = raw_body if raw_body is not None else (None if body is None else json.dumps(body).encode())
-        hdrs = dict(headers or {})
-        if body is not None and raw_body is None:
-            hdrs["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=hdrs)
+    def request(self, method: str, path: str, body=None, *, timeout: float | None = None):
+        """(HTTP status, response bytes); body, when given, is sent as JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 return resp.status, resp.read()
@@ -105,23 +103,6 @@ class Client:
 
     def interrupt(self) -> int:
         return self.request("POST", "/interrupt", {})[0]
-
-    def upload_image(self, data: bytes, name: str, overwrite: bool = True) -> dict:
-        """POST /upload/image (multipart), as the frontend's upload button does; returns
-        {"name", "subfolder", "type"}."""
-        boundary = "amdm" + uuid.uuid4().hex
-        parts = [
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-            f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n",
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\n"
-            f"{'true' if overwrite else 'false'}\r\n".encode(),
-            f"--{boundary}--\r\n".encode(),
-        ]
-        status, raw = self.request("POST", "/upload/image", raw_body=b"".join(parts),
-                                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        if status != 200:
-            raise ClientError(f"POST /upload/image -> HTTP {status}: {raw[:200]!r}")
-        return json.loads(raw)
 
     # -- a prompt, followed on the websocket -----------------------------------------------------
     def run(self, prompt: dict, *, on_message=None, timeout: float = 3600.0) -> tuple[dict, list]:

@@ -9,29 +9,28 @@ the whole path, not the picture)."""
 from __future__ import annotations
 
 import argparse
-import copy
-import io
 import json
 import os
 import shutil
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import demo_models, workflow_format, workflow_specs
 from .client import Client, ClientError, PromptFailed, PromptRejected
+from .comparison import comparison_image, summary_text
 from .local_server import REPO_ROOT, LocalServer, default_comfyui_path
+from .progress import Progress
+from .prompt_edit import (UsageError, add_baseline, apply_overrides, combo_list, find, load_prompt, model_loaders,
+                          seed_of)
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "api" / f"{workflow_specs.MAIN_WORKFLOW}.json"
 DEFAULT_OUTPUT = REPO_ROOT / "output" / "amdm_demo"
 DEMO_CACHE = Path(os.environ.get("AMDM_DEMO_MODELS") or REPO_ROOT / ".cache" / "amdm_demo")
 DEMO_SIZE = 128          # the demo models are random: small is enough and fast on a CPU
-MIN_DISPLAY = 256        # the comparison shows small images enlarged (nearest neighbour)
-
-
-class UsageError(RuntimeError):
-    """A one-line problem with what the user asked for (missing file, bad option)."""
+OUTPUT_FILES = ("amdm.png", "base_alone.png", "comparison.png", "summary.json", "summary.txt")
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -69,235 +68,63 @@ def parse_args(argv=None):
     return ns
 
 
-# -- progress bar ---------------------------------------------------------------------------------
-
-class Progress:
-    """A terminal progress bar per node from the websocket's `progress` messages."""
-
-    def __init__(self, prompt: dict, stream=sys.stderr, enabled=True):
-        self.prompt, self.stream, self.enabled = prompt, stream, enabled
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.node, self.last_quarter, self.line_open = None, -1, False
-
-    def title(self, node_id) -> str:
-        node = self.prompt.get(str(node_id), {})
-        return node.get("_meta", {}).get("title") or node.get("class_type", str(node_id))
-
-    def __call__(self, mtype, data):
-        if not self.enabled:
-            return
-        if mtype == "executing" and data.get("node") is not None and self.tty:
-            self._write(f"\r\033[K  running {self.title(data['node'])}")
-        elif mtype == "progress":
-            node, value, total = data.get("node"), data.get("value", 0), max(1, data.get("max", 1))
-            if node != self.node:
-                self.node, self.last_quarter = node, -1
-                if self.tty and self.line_open:
-                    self._write("\n")
-            frac = min(1.0, value / total)
-            if self.tty:
-                width = 30
-                fill = int(round(frac * width))
-                self._write(f"\r\033[K  {self.title(node)[:28]:<28} [{'#' * fill}{'.' * (width - fill)}] "
-                            f"{value}/{total}")
-            else:
-                quarter = int(frac * 4)
-                if quarter > self.last_quarter:
-                    self.last_quarter = quarter
-                    self.stream.write(f"  {self.title(node)}: {value}/{total}\n")
-                    self.stream.flush()
-        elif mtype in ("execution_success", "execution_error", "execution_interrupted") and self.line_open:
-            self._write("\n")
-            self.line_open = False
-
-    def _write(self, s):
-        self.stream.write(s)
-        self.stream.flush()
-        self.line_open = not s.endswith("\n")
-
-    def close(self):
-        if self.line_open and self.enabled:
-            self._write("\n")
-
-
 def log(msg):
     sys.stderr.write(f"[amdm] {msg}\n")
     sys.stderr.flush()
 
 
-# -- preparing the prompt -----------------------------------------------------------------------
+# -- where the prompt runs --------------------------------------------------------------------------
 
-def find(prompt: dict, class_type: str) -> list[str]:
-    return [k for k, v in prompt.items() if v["class_type"] == class_type]
+@dataclass
+class Session:
+    """What the command holds while it runs: released (server) or told (client, progress) on the way out."""
+    server: LocalServer | None = None
+    client: Client | None = None
+    progress: Progress | None = None
 
-
-def source(prompt, node_id, input_name):
-    v = prompt[node_id]["inputs"].get(input_name)
-    return v if isinstance(v, list) else None
-
-
-def trace_to(prompt, link, class_type):
-    """Follow MODEL links (through model patchers such as LoRA loaders) back to a node of class_type."""
-    seen = set()
-    while link and link[0] not in seen:
-        seen.add(link[0])
-        node = prompt[link[0]]
-        if node["class_type"] == class_type:
-            return link[0]
-        link = node["inputs"].get("model") if isinstance(node["inputs"].get("model"), list) else None
-    return None
+    def close_progress(self):
+        if self.progress:
+            self.progress.close()
 
 
-def consumers(prompt, node_id, slot=0, class_type=None):
-    return [k for k, v in prompt.items() for val in v["inputs"].values()
-            if isinstance(val, list) and val[0] == node_id and val[1] == slot
-            and (class_type is None or v["class_type"] == class_type)]
+@dataclass
+class Target:
+    """The server the prompt goes to and the model names it knows them by."""
+    client: Client
+    names: dict                   # "base" / "helper" -> checkpoint name
+    gligen_name: str | None       # the demo GLIGEN model's name, where the server has it
+    object_info: dict | None      # the server's /object_info, where it was read already
 
 
-def model_loaders(prompt) -> tuple[str | None, str | None]:
-    """(base loader id, helper loader id): the CheckpointLoaderSimple feeding the sampler's/guider's
-    `model` and the one feeding the first Multi-Model Member's `model`."""
-    heads = find(prompt, "AMDM_MultiModelSampler") + find(prompt, "AMDM_MultiModelGuider") + \
-        find(prompt, "AMDM_MultiModelSweep")
-    base = trace_to(prompt, source(prompt, heads[0], "model"), "CheckpointLoaderSimple") if heads else None
-    helper = None
-    for m in find(prompt, "AMDM_Member"):
-        h = trace_to(prompt, source(prompt, m, "model"), "CheckpointLoaderSimple")
-        if h and h != base:
-            helper = h
-            break
-    return base, helper
+def checkpoint_name_on_server(ckpts: list, role: str, given: str | None, demo: str, base_url: str) -> str:
+    name = Path(given).name if given else demo
+    if name not in ckpts:
+        hint = (f"pass --ckpt-{role} with a checkpoint name it lists ({', '.join(ckpts[:5]) or 'none'}"
+                f"{', ...' if len(ckpts) > 5 else ''})")
+        raise UsageError(f"the ComfyUI at {base_url} has no checkpoint {name!r}; {hint}")
+    return name
 
 
-def add_baseline(prompt: dict, prefix: str) -> tuple[str | None, str | None]:
-    """Add the base model alone with the same seed: a stock KSampler next to the Multi-Model
-    Sampler (or CFGGuider + SamplerCustomAdvanced next to the Multi-Model Guider) with the base
-    member's inputs, decoded with the same VAE. Returns (AMDM SaveImage id, baseline SaveImage id)."""
-    next_id = max(int(k) for k in prompt if k.isdigit()) + 1
+def connect_to_server(ns, session: Session) -> Target:
+    """--server: a running ComfyUI, which must have the pack and the named checkpoints."""
+    if ns.cpu or ns.gpu or ns.comfyui:
+        raise UsageError("--cpu/--gpu/--comfyui apply to the ComfyUI this command starts, not to --server")
+    client = session.client = Client(ns.server)
+    stats = client.check_reachable()
+    log(f"using the running ComfyUI at {client.base_url} "
+        f"(ComfyUI {stats.get('system', {}).get('comfyui_version', '?')})")
+    info = client.object_info()
+    if "AMDM_MultiModelSampler" not in info:
+        raise UsageError(f"the ComfyUI at {client.base_url} does not have the AMDM pack installed "
+                         f"(no AMDM_MultiModelSampler in /object_info)")
+    ckpts = combo_list(info, "CheckpointLoaderSimple", "ckpt_name")
+    names = {role: checkpoint_name_on_server(ckpts, role, given, demo, client.base_url)
+             for role, given, demo in (("base", ns.ckpt_base, demo_models.CONTENT_CKPT),
+                                       ("helper", ns.ckpt_helper, demo_models.STYLE_CKPT))}
+    gligens = combo_list(info, "GLIGENLoader", "gligen_name")
+    gligen_name = demo_models.GLIGEN_FILE if demo_models.GLIGEN_FILE in gligens else None
+    return Target(client, names, gligen_name, info)
 
-    def new(class_type, title, **inputs):
-        nonlocal next_id
-        nid = str(next_id)
-        next_id += 1
-        prompt[nid] = {"class_type": class_type, "inputs": inputs, "_meta": {"title": title}}
-        return nid
-
-    samplers = find(prompt, "AMDM_MultiModelSampler")
-    if samplers:
-        sid = samplers[0]
-        s = prompt[sid]["inputs"]
-        alone = new("KSampler", "Base model alone (same seed)", **{k: s[k] for k in (
-            "model", "positive", "negative", "latent_image", "seed", "steps", "cfg", "sampler_name", "scheduler",
-            "denoise")})
-        out_slot, amdm_out = 0, sid
-    else:
-        guiders = find(prompt, "AMDM_MultiModelGuider")
-        advanced = [k for k in find(prompt, "SamplerCustomAdvanced")
-                    if guiders and source(prompt, k, "guider") and source(prompt, k, "guider")[0] == guiders[0]]
-        if not advanced:
-            return None, None
-        gi, adv = prompt[guiders[0]]["inputs"], prompt[advanced[0]]["inputs"]
-        cfg_guider = new("CFGGuider", "Base model alone: guider", model=gi["model"], positive=gi["positive"],
-                         negative=gi["negative"], cfg=gi["cfg"])
-        alone = new("SamplerCustomAdvanced", "Base model alone (same noise)",
-                    **dict(adv, guider=[cfg_guider, 0]))
-        out_slot, amdm_out = 0, advanced[0]
-    decodes = consumers(prompt, amdm_out, out_slot, "VAEDecode")
-    if not decodes:
-        raise UsageError("the workflow does not decode the Multi-Model Sampler's latent (no VAEDecode after it)")
-    vae = prompt[decodes[0]]["inputs"]["vae"]
-    saves = consumers(prompt, decodes[0], 0, "SaveImage")
-    if saves:
-        amdm_save = saves[0]
-    else:
-        amdm_save = new("SaveImage", "AMDM image", images=[decodes[0], 0], filename_prefix=prefix + "_amdm")
-    prompt[amdm_save]["inputs"]["filename_prefix"] = prefix + "_amdm"
-    dec = new("VAEDecode", "Decode: base alone", samples=[alone, out_slot], vae=vae)
-    base_save = new("SaveImage", "Base model alone", images=[dec, 0], filename_prefix=prefix + "_base_alone")
-    return amdm_save, base_save
-
-
-def apply_overrides(prompt: dict, *, seed=None, steps=None, size=None):
-    for node in prompt.values():
-        ins, ct = node["inputs"], node["class_type"]
-        if seed is not None:
-            for k in ("seed", "noise_seed"):
-                if k in ins and not isinstance(ins[k], list):
-                    ins[k] = seed
-        if steps is not None and "steps" in ins and not isinstance(ins["steps"], list) and ct not in (
-                "KSamplerAdvanced",):
-            ins["steps"] = steps
-        if size is not None and ct in ("EmptyLatentImage", "ImageScale"):
-            ins["width"] = ins["height"] = size
-        if size is not None and ct == "GLIGENTextBoxApply":   # boxes were drawn for 512 x 512
-            f = size / 512
-            for k in ("width", "height", "x", "y"):
-                ins[k] = max(8 if k in ("width", "height") else 0, int(ins[k] * f) // 8 * 8)
-
-
-# -- images and summary ---------------------------------------------------------------------------
-
-def comparison_image(amdm_png: bytes, base_png: bytes, summary: dict | None, caption_extra: str = ""):
-    from PIL import Image, ImageDraw, ImageFont
-
-    a = Image.open(io.BytesIO(amdm_png)).convert("RGB")
-    b = Image.open(io.BytesIO(base_png)).convert("RGB")
-    zoom = max(1, -(-MIN_DISPLAY // max(a.height, 1)))
-    if zoom > 1:
-        a = a.resize((a.width * zoom, a.height * zoom), Image.NEAREST)
-        b = b.resize((b.width * zoom, b.height * zoom), Image.NEAREST)
-        caption_extra = (caption_extra + "; " if caption_extra else "") + f"shown at {zoom}x"
-    w, h = max(a.width, b.width), max(a.height, b.height)
-    pad, head = 12, 34
-    lines = summary_lines(summary) + ([caption_extra] if caption_extra else [])
-    try:
-        font = ImageFont.load_default(size=16)
-        small = ImageFont.load_default(size=13)
-    except TypeError:  # Pillow < 10.1
-        font = small = ImageFont.load_default()
-    foot = 10 + 18 * len(lines)
-    canvas = Image.new("RGB", (2 * w + 3 * pad, head + h + pad + foot), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, (img, label) in enumerate(((a, "AMDM: base + helper (aggregated)"), (b, "base model alone, same seed"))):
-        x = pad + i * (w + pad)
-        canvas.paste(img, (x, head))
-        draw.text((x, 9), label, fill="black", font=font)
-    y = head + h + pad
-    for line in lines:
-        draw.text((pad, y), line, fill=(40, 40, 40), font=small)
-        y += 18
-    return canvas
-
-
-def summary_lines(s: dict | None) -> list[str]:
-    if not s:
-        return []
-    if s.get("window_steps"):
-        a, b = s["window_steps"]
-        first = (f"window: steps {a}-{b} of {s['steps']}, sigma {s['window_sigmas'][0]:g} -> "
-                 f"{s['window_sigmas'][1]:g} ({s['aggregation']})")
-    else:
-        first = f"no aggregation window in {s['steps']} steps"
-    evals = ", ".join(f"{'*' if m['base'] else ''}{m['label']}: {m['evaluations']}" for m in s["members"])
-    return [first, f"evaluations: {evals} (* = base)", f"time: {s['seconds']:.2f} s"]
-
-
-def seed_of(prompt: dict):
-    for nid in find(prompt, "AMDM_MultiModelSampler") + find(prompt, "RandomNoise"):
-        ins = prompt[nid]["inputs"]
-        return ins.get("seed", ins.get("noise_seed"))
-    return None
-
-
-def summary_text(s: dict | None, server_text: str | None) -> str:
-    if server_text:
-        return server_text
-    if s:
-        return "\n".join(summary_lines(s))
-    return "no run summary: the workflow has no Multi-Model Sampler (the Multi-Model Guider logs its summary on the server)"
-
-
-# -- the run --------------------------------------------------------------------------------------
 
 def resolve_local_file(path: str | None, what: str) -> Path | None:
     if path is None:
@@ -310,191 +137,237 @@ def resolve_local_file(path: str | None, what: str) -> Path | None:
     return p.resolve()
 
 
-def load_prompt(path: Path, object_info_fn) -> dict:
-    data = workflow_format.load_workflow(path)
-    if workflow_format.is_api_format(data):
-        return copy.deepcopy(data)
-    return workflow_format.ui_to_api(data, object_info_fn())
+def local_comfyui(ns) -> Path:
+    comfy = Path(ns.comfyui).expanduser() if ns.comfyui else default_comfyui_path()
+    if not (comfy / "main.py").is_file():
+        raise UsageError(f"no ComfyUI at {comfy} (run scripts/setup_env.sh, or pass --comfyui / set COMFYUI_PATH)")
+    return comfy
 
 
-def combo_list(object_info: dict, cls: str, name: str) -> list:
-    schema = object_info.get(cls)
-    if not schema:
-        return []
-    spec = schema["input"]["required"].get(name)
-    return workflow_format.combo_options(spec) if spec else []
+def copy_example_input(server: LocalServer, comfy: Path):
+    """The image the shipped img2img/inpaint workflows load, into the server's input folder."""
+    example = comfy / "input" / workflow_specs.INPUT_IMAGE
+    if example.is_file():
+        server.prepare()
+        shutil.copy(example, server.base_dir / "input" / example.name)
+
+
+def start_local_server(ns, session: Session, out_dir: Path, use_demo: bool) -> Target:
+    """A headless ComfyUI of its own with the pack, the user's or the demo checkpoints and the demo GLIGEN."""
+    base_file = resolve_local_file(ns.ckpt_base, "--ckpt-base checkpoint")
+    helper_file = resolve_local_file(ns.ckpt_helper, "--ckpt-helper checkpoint")
+    comfy = local_comfyui(ns)
+    # the demo GLIGEN model also serves GLIGEN workflows run with real checkpoints
+    log(f"demo models in {DEMO_CACHE / 'models'} (generated once, no download)")
+    demo = demo_models.make_demo_models(DEMO_CACHE, checkpoints=use_demo)
+    base_file = base_file or demo["content"]
+    helper_file = helper_file or demo["style"]
+    models = {"checkpoints": sorted({base_file, helper_file}), "gligen": [demo["gligen"]]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    server = session.server = LocalServer(models, comfyui_path=comfy, python=sys.executable,
+                                          cpu=True if ns.cpu else (False if ns.gpu else None),
+                                          log_path=out_dir / "comfyui.log")
+    (out_dir / "comfyui.log").write_text("")
+    copy_example_input(server, comfy)
+    log(f"starting a headless ComfyUI ({comfy}) with the pack; log: {out_dir / 'comfyui.log'}")
+    t0 = time.monotonic()
+    client = session.client = server.start()
+    if ns.gpu and server.cpu:
+        raise UsageError("--gpu: torch in this environment sees no GPU")
+    log(f"ComfyUI ready at {client.base_url} in {time.monotonic() - t0:.1f} s ({'CPU' if server.cpu else 'GPU'})")
+    return Target(client, {"base": base_file.name, "helper": helper_file.name}, demo["gligen"].name, None)
+
+
+# -- the prompt -------------------------------------------------------------------------------------
+
+def workflow_path_of(ns) -> Path:
+    workflow_path = Path(ns.workflow).expanduser() if ns.workflow else DEFAULT_WORKFLOW
+    if not workflow_path.is_file():
+        raise UsageError(f"workflow file not found: {workflow_path}")
+    workflow_format.load_workflow(workflow_path)   # fail early on a broken file
+    return workflow_path
+
+
+def point_loaders_at(prompt: dict, workflow_path: Path, target: Target):
+    """The base and helper checkpoint loaders (and the demo GLIGEN loader) load the target's models."""
+    base_loader, helper_loader = model_loaders(prompt)
+    if base_loader is None:
+        raise UsageError(f"{workflow_path}: found no CheckpointLoaderSimple feeding a Multi-Model Sampler/Guider's "
+                         f"base model input")
+    prompt[base_loader]["inputs"]["ckpt_name"] = target.names["base"]
+    if helper_loader is not None:
+        prompt[helper_loader]["inputs"]["ckpt_name"] = target.names["helper"]
+    for gid in find(prompt, "GLIGENLoader"):
+        if target.gligen_name and prompt[gid]["inputs"]["gligen_name"] == workflow_specs.GLIGEN_MODEL:
+            prompt[gid]["inputs"]["gligen_name"] = target.gligen_name
+
+
+@dataclass
+class PreparedPrompt:
+    prompt: dict
+    size: int | None
+    amdm_save: str                # the SaveImage ids of the AMDM image and of the base model alone
+    base_save: str
+
+
+def prepare_prompt(ns, workflow_path: Path, target: Target, use_demo: bool) -> PreparedPrompt:
+    """The workflow as an API prompt on the target's models, with the overrides and the base-alone branch."""
+    info_cache = {}
+
+    def object_info():
+        if "all" not in info_cache:
+            info_cache["all"] = target.object_info if target.object_info is not None else target.client.object_info()
+        return info_cache["all"]
+
+    prompt = load_prompt(workflow_path, object_info)
+    point_loaders_at(prompt, workflow_path, target)
+    size = ns.size if ns.size else (DEMO_SIZE if use_demo else None)
+    apply_overrides(prompt, seed=ns.seed, steps=ns.steps, size=size)
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    amdm_save, base_save = add_baseline(prompt, f"amdm_main/{run_id}")
+    if amdm_save is None:
+        raise UsageError(f"{workflow_path}: no Multi-Model Sampler (or Multi-Model Guider with "
+                         f"SamplerCustomAdvanced) to compare with the base model alone")
+    return PreparedPrompt(prompt, size, amdm_save, base_save)
+
+
+# -- the run and its outputs ----------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """What the finished run returned."""
+    outputs: dict                 # node id -> its ui outputs (/history)
+    messages: list                # the prompt's websocket messages
+    seconds: float
+    summary: dict | None          # the Multi-Model Sampler's amdm_summary and text (None with the guider)
+    server_text: str | None
+
+
+def run_prompt(ns, session: Session, prompt: dict) -> Outcome:
+    """Post the prompt and follow it with a progress bar until it is done."""
+    session.progress = Progress(prompt, enabled=not ns.quiet)
+    t_run = time.monotonic()
+    entry, messages = session.client.run(prompt, on_message=session.progress, timeout=ns.timeout)
+    session.progress.close()
+    run_s = time.monotonic() - t_run
+    outputs = entry.get("outputs", {})
+    return Outcome(outputs, messages, run_s, *run_summary(prompt, outputs))
+
+
+def saved_image(client: Client, outputs: dict, save_id: str) -> bytes:
+    images = outputs.get(save_id, {}).get("images") or []
+    if not images:
+        raise ClientError(f"the run produced no image at node {save_id}")
+    im = images[0]
+    return client.view(im["filename"], im.get("subfolder", ""), im.get("type", "output"))
+
+
+def run_summary(prompt: dict, outputs: dict):
+    """(the Multi-Model Sampler's amdm_summary, its text), or (None, None) without one."""
+    for nid in find(prompt, "AMDM_MultiModelSampler"):
+        ui = outputs.get(nid, {})
+        if ui.get("amdm_summary"):
+            return json.loads(ui["amdm_summary"][0]), (ui.get("text") or [None])[0]
+    return None, None
+
+
+def summary_record(ns, workflow_path: Path, session: Session, target: Target, prepared: PreparedPrompt,
+                   use_demo: bool, outcome: Outcome, t_start: float) -> dict:
+    """summary.json: what ran where, on which models, the summary, the timings and the prompt posted."""
+    server = session.server
+    return {
+        "workflow": str(workflow_path),
+        "server": target.client.base_url,
+        "started_server": server is not None,
+        "device": None if server is None else ("cpu" if server.cpu else "gpu"),
+        "models": target.names,
+        "demo_models": use_demo,
+        "seed": seed_of(prepared.prompt), "steps": ns.steps, "size": prepared.size,
+        "prompt_id": next((d.get("prompt_id") for _, d in outcome.messages if d.get("prompt_id")), None),
+        "summary": outcome.summary,
+        "summary_text": outcome.server_text,
+        "images": {"amdm": "amdm.png", "base_alone": "base_alone.png", "comparison": "comparison.png"},
+        "seconds": {"run": round(outcome.seconds, 2), "total": round(time.monotonic() - t_start, 2)},
+        "prompt": prepared.prompt,
+    }
+
+
+def write_images(out_dir: Path, amdm_png: bytes, base_png: bytes, summary, note: str):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "amdm.png").write_bytes(amdm_png)
+    (out_dir / "base_alone.png").write_bytes(base_png)
+    comparison_image(amdm_png, base_png, summary, note).save(out_dir / "comparison.png")
+
+
+def write_summary(out_dir: Path, record: dict, outcome: Outcome):
+    (out_dir / "summary.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    (out_dir / "summary.txt").write_text(summary_text(outcome.summary, outcome.server_text) + "\n")
+
+
+def report_done(out_dir: Path, server_text, t_start: float):
+    log(f"done in {time.monotonic() - t_start:.1f} s; wrote to {out_dir}:")
+    for f in OUTPUT_FILES:
+        sys.stdout.write(f"{out_dir / f}\n")
+    if server_text:
+        sys.stdout.write(server_text + "\n")
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+def run_command(ns, session: Session, t_start: float) -> int:
+    workflow_path = workflow_path_of(ns)
+    out_dir = Path(ns.output).expanduser().resolve()
+    use_demo = not (ns.ckpt_base and ns.ckpt_helper)
+    if ns.server:
+        target = connect_to_server(ns, session)
+    else:
+        target = start_local_server(ns, session, out_dir, use_demo)
+    prepared = prepare_prompt(ns, workflow_path, target, use_demo)
+    log(f"workflow {workflow_path.name}: base {target.names['base']}, helper {target.names['helper']}"
+        + (f", {prepared.size}x{prepared.size}" if prepared.size else ""))
+    outcome = run_prompt(ns, session, prepared.prompt)
+    amdm_png = saved_image(target.client, outcome.outputs, prepared.amdm_save)
+    base_png = saved_image(target.client, outcome.outputs, prepared.base_save)
+    note = f"demo models (random weights: noise-like images), seed {seed_of(prepared.prompt)}" if use_demo else ""
+    write_images(out_dir, amdm_png, base_png, outcome.summary, note)
+    write_summary(out_dir, summary_record(ns, workflow_path, session, target, prepared, use_demo, outcome, t_start),
+                  outcome)
+    report_done(out_dir, outcome.server_text, t_start)
+    return 0
+
+
+def interrupted(session: Session) -> int:
+    session.close_progress()
+    if session.client is not None:
+        try:
+            session.client.interrupt()
+        except ClientError:
+            pass
+    sys.stderr.write("error: interrupted\n")
+    return 130
+
+
+def failed(session: Session, error: Exception, status: int) -> int:
+    """One line `error: ...` (and where the log of the ComfyUI it started is, for a failed run)."""
+    session.close_progress()
+    sys.stderr.write(f"error: {error}\n")
+    if status == 1 and session.server is not None:
+        sys.stderr.write(f"(ComfyUI log: {session.server.log_path})\n")
+    return status
 
 
 def main(argv=None) -> int:
     ns = parse_args(argv)
     t_start = time.monotonic()
-    server = None
-    client = None
-    progress = None
+    session = Session()
     try:
-        workflow_path = Path(ns.workflow).expanduser() if ns.workflow else DEFAULT_WORKFLOW
-        if not workflow_path.is_file():
-            raise UsageError(f"workflow file not found: {workflow_path}")
-        workflow_format.load_workflow(workflow_path)   # fail early on a broken file
-        out_dir = Path(ns.output).expanduser().resolve()
-        use_demo = not (ns.ckpt_base and ns.ckpt_helper)
-
-        if ns.server:
-            if ns.cpu or ns.gpu or ns.comfyui:
-                raise UsageError("--cpu/--gpu/--comfyui apply to the ComfyUI this command starts, not to --server")
-            client = Client(ns.server)
-            stats = client.check_reachable()
-            log(f"using the running ComfyUI at {client.base_url} "
-                f"(ComfyUI {stats.get('system', {}).get('comfyui_version', '?')})")
-            info = client.object_info()
-            if "AMDM_MultiModelSampler" not in info:
-                raise UsageError(f"the ComfyUI at {client.base_url} does not have the AMDM pack installed "
-                                 f"(no AMDM_MultiModelSampler in /object_info)")
-            ckpts = combo_list(info, "CheckpointLoaderSimple", "ckpt_name")
-            names = {}
-            for role, given, demo in (("base", ns.ckpt_base, demo_models.CONTENT_CKPT),
-                                      ("helper", ns.ckpt_helper, demo_models.STYLE_CKPT)):
-                name = Path(given).name if given else demo
-                if name not in ckpts:
-                    hint = (f"pass --ckpt-{role} with a checkpoint name it lists ({', '.join(ckpts[:5]) or 'none'}"
-                            f"{', ...' if len(ckpts) > 5 else ''})")
-                    raise UsageError(f"the ComfyUI at {client.base_url} has no checkpoint {name!r}; {hint}")
-                names[role] = name
-            gligens = combo_list(info, "GLIGENLoader", "gligen_name")
-            gligen_name = demo_models.GLIGEN_FILE if demo_models.GLIGEN_FILE in gligens else None
-        else:
-            base_file = resolve_local_file(ns.ckpt_base, "--ckpt-base checkpoint")
-            helper_file = resolve_local_file(ns.ckpt_helper, "--ckpt-helper checkpoint")
-            comfy = Path(ns.comfyui).expanduser() if ns.comfyui else default_comfyui_path()
-            if not (comfy / "main.py").is_file():
-                raise UsageError(f"no ComfyUI at {comfy} (run scripts/setup_env.sh, or pass --comfyui / set COMFYUI_PATH)")
-            # the demo GLIGEN model also serves GLIGEN workflows run with real checkpoints
-            log(f"demo models in {DEMO_CACHE / 'models'} (generated once, no download)")
-            demo = demo_models.make_demo_models(DEMO_CACHE, checkpoints=use_demo)
-            base_file = base_file or demo["content"]
-            helper_file = helper_file or demo["style"]
-            models = {"checkpoints": sorted({base_file, helper_file}), "gligen": [demo["gligen"]]}
-            out_dir.mkdir(parents=True, exist_ok=True)
-            server = LocalServer(models, comfyui_path=comfy, python=sys.executable,
-                                 cpu=True if ns.cpu else (False if ns.gpu else None),
-                                 log_path=out_dir / "comfyui.log")
-            (out_dir / "comfyui.log").write_text("")
-            example = comfy / "input" / workflow_specs.INPUT_IMAGE
-            if example.is_file():
-                server.prepare()
-                shutil.copy(example, server.base_dir / "input" / example.name)
-            log(f"starting a headless ComfyUI ({comfy}) with the pack; log: {out_dir / 'comfyui.log'}")
-            t0 = time.monotonic()
-            client = server.start()
-            if ns.gpu and server.cpu:
-                raise UsageError("--gpu: torch in this environment sees no GPU")
-            log(f"ComfyUI ready at {client.base_url} in {time.monotonic() - t0:.1f} s "
-                f"({'CPU' if server.cpu else 'GPU'})")
-            names = {"base": base_file.name, "helper": helper_file.name}
-            gligen_name = demo["gligen"].name
-            info = None
-
-        info_cache = {}
-
-        def object_info():
-            if "all" not in info_cache:
-                info_cache["all"] = info if info is not None else client.object_info()
-            return info_cache["all"]
-
-        prompt = load_prompt(workflow_path, object_info)
-        base_loader, helper_loader = model_loaders(prompt)
-        if base_loader is None:
-            raise UsageError(f"{workflow_path}: found no CheckpointLoaderSimple feeding a Multi-Model Sampler/Guider's "
-                             f"base model input")
-        prompt[base_loader]["inputs"]["ckpt_name"] = names["base"]
-        if helper_loader is not None:
-            prompt[helper_loader]["inputs"]["ckpt_name"] = names["helper"]
-        for gid in find(prompt, "GLIGENLoader"):
-            if gligen_name and prompt[gid]["inputs"]["gligen_name"] == workflow_specs.GLIGEN_MODEL:
-                prompt[gid]["inputs"]["gligen_name"] = gligen_name
-        size = ns.size if ns.size else (DEMO_SIZE if use_demo else None)
-        apply_overrides(prompt, seed=ns.seed, steps=ns.steps, size=size)
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        amdm_save, base_save = add_baseline(prompt, f"amdm_main/{run_id}")
-        if amdm_save is None:
-            raise UsageError(f"{workflow_path}: no Multi-Model Sampler (or Multi-Model Guider with "
-                             f"SamplerCustomAdvanced) to compare with the base model alone")
-
-        log(f"workflow {workflow_path.name}: base {names['base']}, helper {names['helper']}"
-            + (f", {size}x{size}" if size else ""))
-        progress = Progress(prompt, enabled=not ns.quiet)
-        t_run = time.monotonic()
-        entry, messages = client.run(prompt, on_message=progress, timeout=ns.timeout)
-        progress.close()
-        run_s = time.monotonic() - t_run
-        outputs = entry.get("outputs", {})
-
-        def image_bytes(save_id):
-            images = outputs.get(save_id, {}).get("images") or []
-            if not images:
-                raise ClientError(f"the run produced no image at node {save_id}")
-            im = images[0]
-            return client.view(im["filename"], im.get("subfolder", ""), im.get("type", "output"))
-
-        amdm_png, base_png = image_bytes(amdm_save), image_bytes(base_save)
-        summary, server_text = None, None
-        for nid in find(prompt, "AMDM_MultiModelSampler"):
-            ui = outputs.get(nid, {})
-            if ui.get("amdm_summary"):
-                summary = json.loads(ui["amdm_summary"][0])
-                server_text = (ui.get("text") or [None])[0]
-                break
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "amdm.png").write_bytes(amdm_png)
-        (out_dir / "base_alone.png").write_bytes(base_png)
-        note = f"demo models (random weights: noise-like images), seed {seed_of(prompt)}" if use_demo else ""
-        comparison_image(amdm_png, base_png, summary, note).save(out_dir / "comparison.png")
-        record = {
-            "workflow": str(workflow_path),
-            "server": client.base_url,
-            "started_server": server is not None,
-            "device": None if server is None else ("cpu" if server.cpu else "gpu"),
-            "models": names,
-            "demo_models": use_demo,
-            "seed": seed_of(prompt), "steps": ns.steps, "size": size,
-            "prompt_id": next((d.get("prompt_id") for _, d in messages if d.get("prompt_id")), None),
-            "summary": summary,
-            "summary_text": server_text,
-            "images": {"amdm": "amdm.png", "base_alone": "base_alone.png", "comparison": "comparison.png"},
-            "seconds": {"run": round(run_s, 2), "total": round(time.monotonic() - t_start, 2)},
-            "prompt": prompt,
-        }
-        (out_dir / "summary.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        (out_dir / "summary.txt").write_text(summary_text(summary, server_text) + "\n")
-        log(f"done in {time.monotonic() - t_start:.1f} s; wrote to {out_dir}:")
-        for f in ("amdm.png", "base_alone.png", "comparison.png", "summary.json", "summary.txt"):
-            sys.stdout.write(f"{out_dir / f}\n")
-        if server_text:
-            sys.stdout.write(server_text + "\n")
-        return 0
+        return run_command(ns, session, t_start)
     except KeyboardInterrupt:
-        if progress:
-            progress.close()
-        if client is not None:
-            try:
-                client.interrupt()
-            except ClientError:
-                pass
-        sys.stderr.write("error: interrupted\n")
-        return 130
+        return interrupted(session)
     except (UsageError, FileNotFoundError, workflow_format.WorkflowFormatError) as e:
-        if progress:
-            progress.close()
-        sys.stderr.write(f"error: {e}\n")
-        return 2
+        return failed(session, e, 2)
     except (PromptRejected, PromptFailed, ClientError) as e:
-        if progress:
-            progress.close()
-        sys.stderr.write(f"error: {e}\n")
-        if server is not None:
-            sys.stderr.write(f"(ComfyUI log: {server.log_path})\n")
-        return 1
+        return failed(session, e, 1)
     finally:
-        if server is not None:
-            server.close()
+        if session.server is not None:
+            session.server.close()

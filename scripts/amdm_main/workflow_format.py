@@ -99,6 +99,11 @@ def widget_values_by_name(node: dict, schema: dict) -> dict:
     values = list(node.get("widgets_values") or [])
     if isinstance(node.get("widgets_values"), dict):   # some nodes save a dict; ours never do
         return dict(node["widgets_values"])
+    optional = {name for name, _, opt in input_specs(schema) if opt}
+    if len(values) < len(layout) and all(name in optional for name, _ in layout[len(values):]):
+        # saved before optional inputs were appended (the pack only ever appends optional inputs):
+        # the missing trailing widgets take their defaults, as the frontend does when it loads the file
+        layout = layout[:len(values)]
     if len(values) != len(layout):
         raise WorkflowFormatError(
             f"node {node.get('id')} ({node.get('type')}): {len(values)} widget values, the schema has "

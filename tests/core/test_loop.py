@@ -125,7 +125,7 @@ def test_shared_noise_spherical_rejected_for_black_box_stochastic_steppers(gen):
     class BlackBox(EulerAncestralStepper):
         separates_noise = False
     sig = SD.ddim_uniform_sigmas(5)
-    with pytest.raises(ValueError, match="inflates it"):
+    with pytest.raises(ValueError, match="inflating it"):
         amdm_sample(members(gen, 2), sig, [z * sig[0] for z in noises(gen, 2)], weights=[1, 1],
                     window=window_from_steps(1, 2, 5), stepper=BlackBox(seeded_noise(0)), step_noise="shared")
 
@@ -236,9 +236,9 @@ def test_bad_arguments(gen):
         amdm_sample(d, sig, x[:1], weights=[1, 1], window=w, stepper=EulerStepper())
     with pytest.raises(ValueError, match="aggregation mode 'avg' is unknown"):
         amdm_sample(d, sig, x, weights=[1, 1], window=w, stepper=EulerStepper(), mode="avg")
-    with pytest.raises(ValueError, match="deviation target 'paper' is unknown"):
+    with pytest.raises(ValueError, match="'target' = 'paper' is not one of"):
         Deviation(target="paper")
-    with pytest.raises(ValueError, match="deviation step -1.0 must be"):
+    with pytest.raises(ValueError, match="'step' = -1.0 must be"):
         Deviation(step=-1.0)
     assert step_from_reference(45) == FAITHFUL.deviation.step
 

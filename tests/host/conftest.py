@@ -163,11 +163,6 @@ def model_b(load_unet):
     return load_unet("b")
 
 
-@pytest.fixture
-def model_c(load_unet):
-    return load_unet("c")
-
-
 @pytest.fixture(scope="session")
 def load_lora(comfy, tiny_models):
     """load_lora(model, name="a", strength=1.0) -> patched clone via the stock LoraLoaderModelOnly."""

@@ -250,12 +250,12 @@ def test_guider_route_equals_the_sampler_node(amdm, comfy, model_a, model_b, mak
         out = v3_or_v1(cs.SamplerCustomAdvanced, noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
                        latent_image=empty_latent())[0]
         assert torch.equal(out["samples"], node_out["samples"])
-        assert guider.last_trace.aggregated_steps == [int(t) for t in text.split("aggregated steps ")[1].split(" ")[0].split("-")][:1] + guider.last_trace.aggregated_steps[1:]
+        assert guider.report.trace.aggregated_steps == [int(t) for t in text.split("aggregated steps ")[1].split(" ")[0].split("-")][:1] + guider.report.trace.aggregated_steps[1:]
         custom = torch.tensor([14.6, 9.0, 5.0, 2.0, 0.8, 0.2, 0.0])
         out2 = v3_or_v1(cs.SamplerCustomAdvanced, noise=noise, guider=guider, sampler=sampler, sigmas=custom,
                         latent_image=empty_latent())[0]
     assert torch.isfinite(out2["samples"]).all()
-    assert guider.last_trace.steps == 6 and guider.last_trace.aggregated_steps
+    assert guider.report.trace.steps == 6 and guider.report.trace.aggregated_steps
 
 
 @pytest.mark.parametrize("steps", [10, 40])

@@ -240,7 +240,8 @@ class ComfyServer:
     """One ComfyUI server process on a private base directory."""
 
     def __init__(self, base_dir: Path, models_dir: Path, log_path: Path, comfyui_path: Path | None = None,
-                 python: str | None = None, custom_nodes: dict | None = None, extra_args=()):
+                 python: str | None = None, custom_nodes: dict | None = None, extra_args=(),
+                 front_end_root: Path | None = None):
         self.base_dir = Path(base_dir)
         self.models_dir = Path(models_dir)
         self.log_path = Path(log_path)
@@ -249,6 +250,8 @@ class ComfyServer:
         self.custom_nodes = custom_nodes if custom_nodes is not None else {
             PACK_DIR_NAME: REPO_ROOT, "comfy_test_nodes": TEST_NODES_DIR}
         self.extra_args = list(extra_args)
+        # another frontend than the host's pinned package (--front-end-root: a folder with index.html)
+        self.front_end_root = Path(front_end_root) if front_end_root else None
         self.port = None
         self.proc = None
         self.client = None
@@ -322,9 +325,14 @@ class ComfyServer:
     def start(self, timeout: float = 120.0) -> ComfyClient:
         t0 = time.monotonic()
         self.prepare()
-        if not self._launch(None, timeout):
+        if self.front_end_root is not None:
+            if not (self.front_end_root / "index.html").is_file():
+                raise ServerError(f"front_end_root {self.front_end_root} has no index.html")
+            self.frontend = f"front-end-root:{self.front_end_root}"
+        if not self._launch(self.front_end_root, timeout):
             log = self.log_tail(200)
-            if "comfyui-frontend-package" not in log and "frontend_management" not in log:
+            if self.front_end_root is not None or (
+                    "comfyui-frontend-package" not in log and "frontend_management" not in log):
                 raise ServerError(f"ComfyUI exited with code {self.proc.returncode} during start-up\n"
                                   f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
             # the frontend package is missing or broken: a folder with an index.html will do
