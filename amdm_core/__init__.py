@@ -31,3 +31,9 @@ __all__ = [
     "seeded_noise", "slerp2", "spherical_aggregate", "spherical_weights", "step_from_reference", "step_length",
     "step_to_absolute", "to_vp", "vp_scale", "window_from_sigmas", "window_from_steps",
 ]
+
+# per-family state <-> VP units (eps/v, flow, EDM, Cosmos rflow)
+from .policies import STATE_FAMILIES  # noqa: E402
+from .state_units import EPS_UNITS, StateUnits, edm_units, eps_units, flow_units, rflow_units  # noqa: E402
+
+__all__ += ["EPS_UNITS", "STATE_FAMILIES", "StateUnits", "edm_units", "eps_units", "flow_units", "rflow_units"]

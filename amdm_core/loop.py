@@ -17,6 +17,7 @@ from .aggregate import AGGREGATION_MODES, batch_norm, spherical_aggregate
 from .deviation import DEVIATION_MODES, STEP_SCALES, deviation_step
 from .schedule import DiscreteSchedule, code_exact_mu
 from .steppers import Denoiser, StepResult, Stepper
+from .state_units import EPS_UNITS, StateUnits
 from .units import vp_scale
 from .weights import spherical_weights
 from .window import StepWindow
@@ -113,8 +114,9 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                 deviation: Optional[Deviation] = None, step_noise: str = "independent",
                 schedule: Optional[DiscreteSchedule] = None, normalize_weights: bool = True,
                 active: Optional[Sequence[Sequence[bool]]] = None,
-                on_progress: Optional[ProgressHook] = None) -> tuple[torch.Tensor, Trace]:
-    """Run AMDM; returns the specified member's final state (k-space) and the Trace.
+                on_progress: Optional[ProgressHook] = None,
+                units: Optional[StateUnits] = None) -> tuple[torch.Tensor, Trace]:
+    """Run AMDM; returns the specified member's final state (the sampler's own state) and the Trace.
 
     denoisers[k](x, sigma[B]) -> denoised x0 prediction of member k (CFG inside); member 0 is the
     specified model. initial_states[k] is member k's state at sigmas[0] (independent noise per
@@ -130,6 +132,10 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     a helper has no previous step for the lagged mu: on its first step its own eps of that step
     stands in for the previous one (see _target).
     window must be resolved for this run (its end at most the last step), else ValueError.
+    units: the members' state family (amdm_core.state_units): how a state at sigma converts to the VP
+    units in which states are aggregated and the deviation step is measured. None = eps_units()
+    (k-diffusion states, sqrt(1 + sigma^2)); flow_units(noise_scale) for flow models, whose sigmas
+    run in [0, 1]. The "reference" mu target needs a discrete eps schedule: other families refuse it.
     """
     K = len(denoisers)
     if K < 1 or len(initial_states) != K or len(weights) != K:
@@ -140,6 +146,12 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     if step_noise not in STEP_NOISE_POLICIES:
         raise ValueError(f"step noise policy {step_noise!r} is unknown; use one of {STEP_NOISE_POLICIES}")
     check_step_noise(mode, step_noise, stepper.stochastic, stepper.separates_noise, type(stepper).__name__)
+    units = EPS_UNITS if units is None else units
+    if not isinstance(units, StateUnits):
+        raise TypeError(f"units must be a StateUnits (eps_units(), flow_units(), ...), not {type(units).__name__}")
+    if deviation is not None and deviation.target == "reference" and not units.discrete:
+        raise ValueError(f"the reference mu target is defined on a discrete eps/v (DDPM) schedule only; these "
+                         f"members use {units.family!r} units: use the faithful target")
     if deviation is not None and deviation.target == "reference" and schedule is None:
         raise ValueError("the reference mu target needs the model's discrete schedule")
     n_steps = len(sigmas) - 1
@@ -187,7 +199,7 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
             wj = spherical_weights([raw[k] for k in members]) if normalize_weights else [raw[k] for k in members]
             now_first = {k: den[k].first for k in members}
             x = _aggregate_step(results, members, wj, mode, deviation, step_noise, stepper, entering,
-                                prev_first, now_first, float(s), float(s_next), schedule, trace)
+                                prev_first, now_first, float(s), float(s_next), schedule, trace, units)
             trace.aggregated_steps.append(j)
             trace.aggregated_sigmas.append(float(s_next))
         else:
@@ -204,15 +216,15 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
 
 
 def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, entering, prev_first, now_first,
-                    sigma, sigma_next, schedule, trace):
+                    sigma, sigma_next, schedule, trace, units=EPS_UNITS):
     # Shared noise: aggregate the pre-noise means (at sigma_down) and add the one draw afterwards.
     # Otherwise aggregate the post-step states, which sit at sigma_next.
     pre_noise = stepper.stochastic and step_noise == "shared" and stepper.separates_noise
     if pre_noise:
-        c = vp_scale(results[0].mean_sigma)
+        c = units.scale(results[0].mean_sigma)
         parts = {k: results[k].mean for k in members}
     else:
-        c = vp_scale(sigma_next)
+        c = units.scale(sigma_next)
         parts = {k: results[k].state for k in members}
     u = [parts[k] / c for k in members]
     x_hat = spherical_aggregate(u, w, mode)            # w is aligned with members

@@ -20,6 +20,7 @@ STEP_SCALES = ("per_sqrt_n", "absolute", "per_sqrt_reference")   # units of a de
 NODE_STEP_UNITS = ("per_sqrt_n", "per_sqrt_reference")  # raw L2 ("absolute") is not offered: steps cap at 10
 WINDOW_UNITS = ("percent", "sigma", "steps")
 RANGE_UNITS = ("percent", "sigma")
+STATE_FAMILIES = ("eps", "flow", "edm", "rflow")        # sampler state <-> VP units (amdm_core.state_units)
 
 
 def check_one_of(name: str, value, allowed) -> None:

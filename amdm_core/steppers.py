@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol
 
 import torch
 
@@ -106,7 +106,3 @@ class EulerAncestralStepper(_LoopRun):
         if sigma_next > 0 and up > 0:
             return StepResult(mean + self.noise(index, stream, x) * self.s_noise * up, mean, down)
         return StepResult(mean, mean, down)
-
-
-def stepper_names() -> Sequence[str]:
-    return ("euler", "euler_ancestral")

@@ -28,7 +28,7 @@ from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, Trace, amdm_sample, help
 from .compose_model import ComposeModel
 from .host_mirror import check_multigpu, enter_helper, exit_helper, helper_extra_models, prepare_helper_run
 from .host_stepper import HostStepper, MemberModel, check_sampler, check_step_noise, sampler_display_name
-from .members import Member, MemberError, check_compatible
+from .members import Member, MemberError, check_compatible, state_units
 from .run_plan import RunPlan, plan_run
 from .settings import AggregationSettings, ComposeSettings, DeviationSettings
 
@@ -76,6 +76,13 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         self.progress_hook = None        # set by run_guider for member-step progress
         self.report: RunReport | None = None
 
+    def _check_reference_target(self):
+        units = state_units(self.model_patcher.get_model_object("model_sampling"))
+        if self.deviation is not None and self.deviation.target == "reference" and not units.discrete:
+            raise ValueError(f"Deviation Optimize: target 'reference' is the reference code's formula on a discrete "
+                             f"eps/v schedule (SD1.x/SDXL); the {self.members[0].label} is a {units.family} model. "
+                             f"Use target 'faithful'.")
+
     def plan(self, sigmas) -> RunPlan:
         """The plan of a run over these sigmas (pure: nothing is loaded or changed)."""
         return plan_run(self.members[0], self.helpers, self.aggregation, sigmas,
@@ -92,6 +99,7 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
                            + [(m.label, g.model_patcher) for m, g in zip(self.helpers, self.subs)])
         if active and not self.composing:
             check_step_noise(sampler, self.aggregation)
+            self._check_reference_target()
         self.report = RunReport(plan)
         self._helper_noise = (helper_initial_noise(noise, seed, len(self.subs), self.aggregation.initial_noise)
                               if active and not self.composing else [])
@@ -156,7 +164,8 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         hook = self._progress(callback)
         n = len(sigmas) - 1
         cb = None if hook is None else (lambda d: hook(0, d["i"], d["denoised"], d["x"], d["i"] + 1, n))
-        out = host.sampler_function(composer, x, sigmas.clone(), extra_args=extra_args, callback=cb, disable=disable,
+        # the run's own sigmas, as the stock KSAMPLER.sample passes them (see HostStepper.run)
+        out = host.sampler_function(composer, x, sigmas, extra_args=extra_args, callback=cb, disable=disable,
                                     **host.extra_options)
         trace = Trace(window=EMPTY_WINDOW, steps=n, weights=weights, evaluations=[m.calls for m in members],
                       member_steps=[0] * len(members))
@@ -177,16 +186,14 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         deviation = self.deviation.to_core(len(denoisers)) if self.deviation is not None else None
         schedule = None
         if deviation is not None and deviation.target == "reference":
-            if not hasattr(ms, "sigmas"):
-                raise ValueError("deviation target 'reference' needs a discrete-schedule model (SD1.x/SDXL)")
-            schedule = DiscreteSchedule.from_sigmas(ms.sigmas)
+            schedule = DiscreteSchedule.from_sigmas(ms.sigmas)    # discrete: checked before loading
         window = plan.window if subs else None
         out, trace = amdm_sample(
             denoisers, sigmas, initial, weights=weights, window=window or EMPTY_WINDOW,
             stepper=HostStepper(host, extra_args.get("seed"), disable_pbar=disable),
             mode=self.aggregation.mode, deviation=deviation, step_noise=self.aggregation.step_noise,
             schedule=schedule, normalize_weights=self.aggregation.normalize_weights, active=active,
-            on_progress=self._progress(callback))
+            on_progress=self._progress(callback), units=state_units(ms))
         self.report.trace = trace
         self.report.weight_swaps = sum(d.weight_swaps for d in denoisers)
         return out

@@ -153,6 +153,7 @@ class HostStepper:
         cb = None
         if callback is not None:
             cb = lambda d: callback(first_index + d["i"], d["denoised"], d["x"])  # noqa: E731
-        # a copy: uni_pc writes into the sigmas it is given
-        return self.fn(denoise, x, sigmas.clone(), extra_args=denoise.extra_args, callback=cb, disable=self.disable,
+        # not a copy, as the stock KSAMPLER.sample: uni_pc writes its last sigma (0 -> 0.001) into the
+        # run's sigmas, and the host's inverse_noise_scaling then reads it (flow models divide by 1 - sigma)
+        return self.fn(denoise, x, sigmas, extra_args=denoise.extra_args, callback=cb, disable=self.disable,
                        **self.extra_options)

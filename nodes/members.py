@@ -11,6 +11,8 @@ from typing import Sequence
 
 import comfy.model_sampling
 
+from ..amdm_core import StateUnits, edm_units, eps_units, flow_units, rflow_units
+
 from .settings import RangeSettings
 
 MAX_MEMBERS = 8
@@ -27,10 +29,33 @@ class Member:
     noise_range: RangeSettings = RangeSettings()   # when the member is active (default: always)
 
 
-def member_label(index: int, node_id=None) -> str:
-    """Member 1 is the base (the Multi-Model Sampler's own model input); helpers count from 2."""
+@dataclass(frozen=True)
+class NodeRef:
+    """Which node a label names: its id, and the title the user gave it (the canvas shows titles,
+    not ids, by default; API users see ids)."""
+    id: str | None = None
+    title: str | None = None
+
+
+def node_ref(hidden, display_name: str) -> NodeRef:
+    """The node of a V3 execute call (hidden unique_id and prompt); a title equal to the node's
+    display name is no help and is left out."""
+    node_id = getattr(hidden, "unique_id", None) if hidden else None
+    prompt = getattr(hidden, "prompt", None) if hidden else None
+    entry = prompt.get(str(node_id)) if isinstance(prompt, dict) else None
+    meta = entry.get("_meta") if isinstance(entry, dict) else None
+    title = meta.get("title") if isinstance(meta, dict) else None
+    return NodeRef(node_id, title if isinstance(title, str) and title.strip() and title != display_name else None)
+
+
+def member_label(index: int, node=None) -> str:
+    """Member 1 is the base (the Multi-Model Sampler's own model input); helpers count from 2.
+    node: a NodeRef or a bare node id."""
     name = "base member" if index == 0 else f"member {index + 1}"
-    return f"{name} (node #{node_id})" if node_id not in (None, "") else name
+    ref = node if isinstance(node, NodeRef) else NodeRef(node)
+    if ref.title:
+        name += f' "{ref.title}"'
+    return f"{name} (node #{ref.id})" if ref.id not in (None, "") else name
 
 
 class MemberError(ValueError):
@@ -61,13 +86,29 @@ def check_member_values(label: str, model, positive, negative, cfg: float, weigh
                           f"(0 switches the member off).")
 
 
-FLOW_CLASSES = tuple(getattr(comfy.model_sampling, n) for n in ("CONST", "COSMOS_RFLOW")
-                     if hasattr(comfy.model_sampling, n))
+def _host_class(name: str):
+    return getattr(comfy.model_sampling, name, None)
+
+
+def state_units(model_sampling) -> StateUnits:
+    """The core's state <-> VP-unit conversion for this model's sampling (amdm_core.state_units):
+    CONST flow states, COSMOS_RFLOW (k-space states), continuous EDM (its sigma_data), else the
+    discrete eps/v schedules. Probed by class, as each host has its own set."""
+    for name, units in (("COSMOS_RFLOW", rflow_units), ("CONST", flow_units)):
+        cls = _host_class(name)
+        if cls is not None and isinstance(model_sampling, cls):
+            return units()
+    edm = _host_class("ModelSamplingContinuousEDM")
+    if edm is not None and isinstance(model_sampling, edm):
+        return edm_units(float(getattr(model_sampling, "sigma_data", 1.0)))
+    return eps_units()
 
 
 def sampling_family(model_sampling) -> str:
-    """The x-convention: 'flow' (x = (1-s) x0 + s eps) or 'vp' (x = x0 + s eps; eps/v/x0 predictions)."""
-    return "flow" if isinstance(model_sampling, FLOW_CLASSES) else "vp"
+    """The x-convention: 'flow' (x = (1-s) x0 + s eps), 'rflow' (k-space states of a rectified flow),
+    'edm' (x = x0 + s eps around data of std sigma_data) or 'eps' (discrete eps/v/x0 schedules)."""
+    units = state_units(model_sampling)
+    return units.family if units.family != "edm" else f"edm (sigma_data {units.sigma_data:g})"
 
 
 def describe_latent(lf) -> str:
@@ -100,7 +141,9 @@ def check_compatible(members: Sequence[Member]) -> None:
             raise MemberError(f"{m.label} is a {sampling_family(ms)}-type model ({type(ms).__name__}), the "
                               f"{base.label} a {sampling_family(b_ms)}-type model: their noisy states mean "
                               f"different things and cannot be aggregated.")
-        for name in ("sigma_min", "sigma_max"):
+        # flow members may differ in shift: the base's sigmas drive the run and each member maps
+        # sigma in (0, 1] to its own timestep; other families must share one schedule
+        for name in (() if sampling_family(b_ms) == "flow" else ("sigma_min", "sigma_max")):
             a, b = float(getattr(ms, name)), float(getattr(b_ms, name))
             if not math.isclose(a, b, rel_tol=1e-3):
                 raise MemberError(f"{m.label} has {name} {a:.4g}, the {base.label} {b:.4g}: members must share one "
@@ -111,9 +154,6 @@ def check_compatible(members: Sequence[Member]) -> None:
                 raise MemberError(f"{m.label} and {o.label} are copies of one loaded checkpoint with different "
                                   f"object patches (e.g. a ModelSampling node on one of them). Load the "
                                   f"checkpoint a second time for one of them.")
-    if sampling_family(b_ms) == "flow":
-        raise MemberError(f"the {base.label} is a flow-matching model ({type(b_ms).__name__}); AMDM's VP-unit "
-                          f"aggregation is defined for eps/v-prediction models (SD1.x, SD2, SDXL) only.")
 
 
 def member_chain(value, input_name: str, allow_none: bool = True) -> tuple:

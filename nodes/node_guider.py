@@ -1,6 +1,7 @@
 """Multi-Model Guider: the same aggregation as a GUIDER for SamplerCustomAdvanced."""
 from comfy_api.latest import io
 
+from .members import node_ref
 from .run import build_guider
 from .socket_types import CATEGORY, base_member_inputs, config_inputs
 
@@ -22,12 +23,12 @@ class MultiModelGuider(io.ComfyNode):
                                tooltip="The base model's aggregation weight (scaled with the helpers' to sum of squares 1)."),
             ] + config_inputs(),
             outputs=[io.Guider.Output(display_name="GUIDER", tooltip="For SamplerCustomAdvanced.")],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, members, cfg, base_weight, aggregation=None, deviation=None,
                 base_range_start=0.0, base_range_end=1.0, base_range_unit="percent") -> io.NodeOutput:
-        hidden_id = cls.hidden.unique_id if cls.hidden else None
-        return io.NodeOutput(build_guider(hidden_id, model, positive, negative, cfg, base_weight, members,
+        node = node_ref(cls.hidden, "Multi-Model Guider")
+        return io.NodeOutput(build_guider(node, model, positive, negative, cfg, base_weight, members,
                                           aggregation, deviation, base_range_start, base_range_end, base_range_unit))

@@ -1,7 +1,8 @@
 """Multi-Model Member: one helper model with its own conditioning, cfg and weight, chained."""
 from comfy_api.latest import io
 
-from .members import MAX_MEMBERS, Member, MemberError, check_member_values, member_chain, member_label, member_range
+from .members import (MAX_MEMBERS, Member, MemberError, check_member_values, member_chain, member_label,
+                      member_range, node_ref)
 from .socket_types import CATEGORY, Members, range_inputs
 
 
@@ -30,18 +31,18 @@ class MultiModelMember(io.ComfyNode):
                                                 tooltip="Earlier helpers in the chain (output of another Multi-Model Member)."),
             ] + range_inputs(),
             outputs=[Members.Output(display_name="helper members", tooltip="The chain of helper members so far.")],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, weight, previous=None, range_start=0.0, range_end=1.0,
                 range_unit="percent") -> io.NodeOutput:
-        node_id = cls.hidden.unique_id if cls.hidden else None
+        node = node_ref(cls.hidden, "Multi-Model Member")
         try:
             chain = member_chain(previous, "previous")
         except MemberError as e:
-            raise MemberError(f"Multi-Model Member (node #{node_id}): {e}") from None
-        label = member_label(len(chain) + 1, node_id)
+            raise MemberError(f"Multi-Model Member (node #{node.id}): {e}") from None
+        label = member_label(len(chain) + 1, node)
         if len(chain) + 2 > MAX_MEMBERS:
             raise MemberError(f"{label}: the chain has more than {MAX_MEMBERS} members (base + {MAX_MEMBERS - 1} "
                               f"helpers at most); remove a Multi-Model Member.")

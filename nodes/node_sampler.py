@@ -6,6 +6,7 @@ import logging
 import comfy.samplers
 from comfy_api.latest import io
 
+from .members import node_ref
 from .run import build_guider, check_run_inputs, run_guider
 from .socket_types import CATEGORY, base_member_inputs, config_inputs
 from .summary import summary_json, summary_text
@@ -45,15 +46,15 @@ class MultiModelSampler(io.ComfyNode):
                 io.Latent.Output(display_name="LATENT", tooltip="The base model's denoised latent."),
                 io.String.Output(display_name="summary", tooltip="Run summary: window in steps and sigmas, evaluations per member, time."),
             ],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, members, latent_image, seed, steps, cfg, sampler_name, scheduler,
                 denoise, base_weight, aggregation=None, deviation=None, base_range_start=0.0, base_range_end=1.0,
                 base_range_unit="percent") -> io.NodeOutput:
-        hidden_id = cls.hidden.unique_id if cls.hidden else None
-        guider = build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation,
+        node = node_ref(cls.hidden, "Multi-Model Sampler")
+        guider = build_guider(node, model, positive, negative, cfg, base_weight, members, aggregation, deviation,
                               base_range_start, base_range_end, base_range_unit)
         check_run_inputs(model, latent_image, steps, sampler_name, scheduler, denoise)
         out, summary = run_guider(guider, model, latent_image, seed, steps, sampler_name, scheduler, denoise)

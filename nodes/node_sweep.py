@@ -11,7 +11,7 @@ import comfy.model_management
 import comfy.samplers
 from comfy_api.latest import io, ui
 
-from .members import MemberError
+from .members import MemberError, node_ref
 from .run import build_guider, check_run_inputs, run_guider, run_sigmas
 from .settings import AggregationSettings
 from .socket_types import CATEGORY, base_member_inputs, config_inputs
@@ -61,7 +61,7 @@ class MultiModelSweep(io.ComfyNode):
                 io.String.Output(display_name="settings", tooltip="JSON list: each configuration's label and run summary."),
                 io.Latent.Output(display_name="latents", tooltip="All results as one latent batch, in grid order."),
             ],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
             is_output_node=True,
         )
 
@@ -69,7 +69,7 @@ class MultiModelSweep(io.ComfyNode):
     def execute(cls, model, positive, negative, members, latent_image, vae, seed, steps, cfg, sampler_name, scheduler,
                 denoise, base_weight, parameter, values, parameter_2, values_2, aggregation=None,
                 deviation=None, base_range_start=0.0, base_range_end=1.0, base_range_unit="percent") -> io.NodeOutput:
-        hidden_id = cls.hidden.unique_id if cls.hidden else None
+        node = node_ref(cls.hidden, "Multi-Model Sweep")
         if parameter_2 != "none" and parameter_2 == parameter:
             raise ValueError(f"'parameter_2' is the same as 'parameter' ({parameter}); choose another or 'none'")
         vals = parse_values(parameter, values)
@@ -85,7 +85,7 @@ class MultiModelSweep(io.ComfyNode):
         for c in configs:          # build and validate every configuration before running any
             helpers = tuple(dataclasses.replace(m, weight=m.weight * c.helper_scale) for m in members)
             try:
-                guiders.append(build_guider(hidden_id, model, positive, negative, cfg, c.base_weight, helpers,
+                guiders.append(build_guider(node, model, positive, negative, cfg, c.base_weight, helpers,
                                             c.aggregation, c.deviation, base_range_start, base_range_end,
                                             base_range_unit))
             except ValueError as e:

@@ -24,9 +24,9 @@ from .settings import DeviationSettings
 from .summary import build_summary
 
 
-def build_guider(hidden_id, model, positive, negative, cfg, base_weight, members, aggregation, deviation,
+def build_guider(node, model, positive, negative, cfg, base_weight, members, aggregation, deviation,
                  range_start=0.0, range_end=1.0, range_unit="percent"):
-    label = member_label(0, hidden_id)
+    label = member_label(0, node)
     check_member_values(label, model, positive, negative, cfg, base_weight, weight_name="base_weight")
     members = member_chain(members, "members", allow_none=False)
     base = Member(model, positive, negative, float(cfg), float(base_weight), label,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1]))   # devtools; appended: the repo's nodes/ shadows nothing
 
 from amdm_main.run import main  # noqa: E402
 

@@ -1,4 +1,3 @@
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -8,6 +7,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Appended, never inserted in front: the repo's nodes/ package would shadow ComfyUI's nodes.py.
 if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))
+
+from devtools import tiny_models  # noqa: E402
+from devtools.host import load_file_module  # noqa: E402
 
 
 class _RepoRootIsNotATestPackage:
@@ -28,22 +30,11 @@ def pytest_configure(config):
     config.pluginmanager.register(_RepoRootIsNotATestPackage(), "amdm-repo-root-is-not-a-test-package")
 
 
-def load_file_module(name: str, path: Path):
-    """Import a helper file under a fixed module name (tests/ is not a package; importlib mode)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="session")
 def tiny_model_set(tmp_path_factory):
-    """Tiny SD1.5-format models (tests/host/make_tiny_models.py), generated once per session and
-    shared by the in-process host layer and the server layer."""
-    gen = load_file_module("amdm_test_make_tiny_models", REPO_ROOT / "tests" / "host" / "make_tiny_models.py")
-    return gen.make_models(tmp_path_factory.mktemp("tiny_models"))
+    """Tiny SD1.5-format models (devtools/tiny_models.py), generated once per session and shared by
+    the in-process host layer and the server layer."""
+    return tiny_models.make_models(tmp_path_factory.mktemp("tiny_models"))
 
 
 @pytest.fixture(scope="session")

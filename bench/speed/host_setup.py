@@ -3,16 +3,16 @@
 and time the CPU spent inside them)."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
+from devtools import tiny_models
+from devtools.host import check_comfyui_origin, import_pack, put_comfyui_first
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-PACK_MODULE = "amdm_pack"
 TOKENS, WIDTH = 77, 768
 
 # The full SD1.5 UNet, exactly the SD15 entry of comfy/model_detection.py (unet_config_from_diffusers_unet);
@@ -28,15 +28,6 @@ SD15_UNET_CONFIG = dict(
 MEMBER_NAMES = "abcdefgh"
 
 
-def _load_file_module(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 class Host:
     """Imported ComfyUI modules and the pack (imported as `amdm_pack`, as ComfyUI imports a pack)."""
 
@@ -48,6 +39,8 @@ class Host:
                              f"wheel (bench/speed/prepare_gpu_carry.sh, see bench/README_speed.md)") from e
 
     def _setup(self, device: str, threads: int | None):
+        # devtools.host's one rule: ComfyUI on the CPU unless AMDM_GPU=1 (set here from --device)
+        os.environ["AMDM_GPU"] = "1" if device == "cuda" else "0"
         self.comfyui_path = self._comfyui_first_on_path()
         import torch
         self.torch = torch
@@ -59,29 +52,22 @@ class Host:
 
     @staticmethod
     def _comfyui_first_on_path() -> Path:
-        path = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI").resolve()
-        if not (path / "nodes.py").is_file() or not (path / "comfy" / "model_management.py").is_file():
-            raise SystemExit(f"ComfyUI not found at {path}: run scripts/setup_env.sh or set COMFYUI_PATH")
-        while str(path) in sys.path:
-            sys.path.remove(str(path))
-        sys.path.insert(0, str(path))      # ahead of everything: the repo's nodes/ must not shadow nodes.py
-        return path
+        try:
+            return put_comfyui_first()
+        except FileNotFoundError as e:
+            raise SystemExit(str(e)) from None
 
     def _import_comfyui(self, device: str):
-        from comfy.cli_args import args
-        if device == "cpu":
-            args.cpu = True                # model_management picks its device at import
-        elif not self.torch.cuda.is_available():
+        if device == "cuda" and not self.torch.cuda.is_available():
             raise SystemExit("--device cuda, but torch.cuda.is_available() is False")
         import comfy.model_management
         import comfy.sd
         import comfy.utils
         import nodes
-        path = self.comfyui_path
-        for mod, expected in ((nodes, path / "nodes.py"),
-                              (comfy.model_management, path / "comfy" / "model_management.py")):
-            if Path(mod.__file__).resolve() != expected:
-                raise SystemExit(f"{mod.__name__} came from {mod.__file__}, not {expected}: fix sys.path")
+        try:
+            check_comfyui_origin(self.comfyui_path)
+        except ImportError as e:
+            raise SystemExit(str(e)) from None
         comfy.utils.PROGRESS_BAR_ENABLED = False     # no tqdm bars in either variant (see README_speed.md)
         self.mm, self.sd, self.nodes = comfy.model_management, comfy.sd, nodes
         self.device = comfy.model_management.get_torch_device()
@@ -89,12 +75,7 @@ class Host:
             raise SystemExit(f"ComfyUI chose {self.device}, not a CUDA device")
 
     def _import_pack(self):
-        if PACK_MODULE not in sys.modules:
-            spec = importlib.util.spec_from_file_location(PACK_MODULE, REPO_ROOT / "__init__.py",
-                                                          submodule_search_locations=[str(REPO_ROOT)])
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[PACK_MODULE] = module
-            spec.loader.exec_module(module)
+        import_pack()
         import amdm_pack.amdm_core as core
         import amdm_pack.nodes.node_member as node_member
         import amdm_pack.nodes.node_sampler as node_sampler
@@ -162,7 +143,7 @@ def empty_conditioning(torch):
 
 def _sd15_state_dict(host: Host, seed: int, device):
     """A random full-size SD1.5 UNet from comfy's own UNetModel class (plain torch layers with their
-    default init, as tests/host/make_tiny_models.py does for the tiny one), the output conv rescaled
+    default init, as devtools/tiny_models.py does for the tiny one), the output conv rescaled
     so eps predictions have std ~1; fp16 state dict. Built on `device` (fast on a GPU)."""
     torch = host.torch
     import comfy.ldm.modules.diffusionmodules.openaimodel as oam
@@ -185,8 +166,8 @@ def _sd15_state_dict(host: Host, seed: int, device):
 
 
 def _make_tiny_models():
-    """tests/host/make_tiny_models.py: the test suite's tiny SD1.5-format UNet and its layer init."""
-    return _load_file_module("amdm_bench_make_tiny_models", REPO_ROOT / "tests" / "host" / "make_tiny_models.py")
+    """devtools/tiny_models.py: the test suite's tiny SD1.5-format UNet and its layer init."""
+    return tiny_models
 
 
 def _member_state_dict(host: Host, kind: str, index: int):

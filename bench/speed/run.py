@@ -46,8 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# the benchmark's modules; never the repo root (its nodes/ would shadow ComfyUI's nodes.py)
+# the benchmark's modules first; the repo root (for devtools) only at the end, where its nodes/ can
+# never shadow ComfyUI's nodes.py (devtools.host puts ComfyUI at sys.path[0])
 sys.path.insert(1, str(HERE))
+if str(HERE.parents[1]) not in sys.path:
+    sys.path.append(str(HERE.parents[1]))
 import report  # noqa: E402
 from aggregation_math import measure_math  # noqa: E402
 from cli import Settings, parse_args, settings_from_args  # noqa: E402

@@ -20,6 +20,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.append(str(Path(__file__).resolve().parents[2]))     # devtools (appended: shadows nothing)
     __package__ = "amdm_main"  # noqa: A001
 
 from amdm_main import workflow_specs  # noqa: E402
@@ -65,11 +66,11 @@ def main(argv=None) -> int:
     if ns.object_info:
         info = json.loads(Path(ns.object_info).read_text())
     elif ns.server:
-        from amdm_main.client import Client
-        info = Client(ns.server).object_info()
+        from devtools.client import ComfyClient
+        info = ComfyClient(ns.server).object_info()
     else:
-        from amdm_main.local_server import LocalServer
-        with LocalServer({}) as server:
+        from devtools.server import ComfyServer
+        with ComfyServer(cpu=None) as server:
             info = server.start().object_info()
     for path in write_all(info):
         sys.stdout.write(f"{path.relative_to(REPO_ROOT)}\n")

@@ -18,10 +18,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import demo_models, workflow_format, workflow_specs
-from .client import Client, ClientError, PromptFailed, PromptRejected
+from devtools import demo_models
+
+from . import workflow_format, workflow_specs
+from devtools.client import ClientError, ComfyClient, PromptFailed, PromptRejected
 from .comparison import comparison_image, summary_text
-from .local_server import REPO_ROOT, LocalServer, default_comfyui_path
+from devtools.host import REPO_ROOT
+from devtools.host import comfyui_path as default_comfyui_path
+from devtools.server import ComfyServer
 from .progress import Progress
 from .prompt_edit import (UsageError, add_baseline, apply_overrides, combo_list, find, load_prompt, model_loaders,
                           seed_of)
@@ -57,7 +61,7 @@ def parse_args(argv=None):
     device = p.add_mutually_exclusive_group()
     device.add_argument("--cpu", action="store_true", help="run the local ComfyUI on the CPU even if a GPU exists")
     device.add_argument("--gpu", action="store_true", help="require torch to see a GPU for the local ComfyUI")
-    p.add_argument("--comfyui", metavar="DIR", help="ComfyUI to start (default: $COMFYUI_PATH or .cache/ComfyUI)")
+    p.add_argument("--comfyui", metavar="DIR", help="ComfyUI to start (default: $COMFYUI_PATH or the newest host in .cache/hosts/)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     ns = p.parse_args(argv)
@@ -78,8 +82,8 @@ def log(msg):
 @dataclass
 class Session:
     """What the command holds while it runs: released (server) or told (client, progress) on the way out."""
-    server: LocalServer | None = None
-    client: Client | None = None
+    server: ComfyServer | None = None
+    client: ComfyClient | None = None
     progress: Progress | None = None
 
     def close_progress(self):
@@ -90,7 +94,7 @@ class Session:
 @dataclass
 class Target:
     """The server the prompt goes to and the model names it knows them by."""
-    client: Client
+    client: ComfyClient
     names: dict                   # "base" / "helper" -> checkpoint name
     gligen_name: str | None       # the demo GLIGEN model's name, where the server has it
     object_info: dict | None      # the server's /object_info, where it was read already
@@ -109,7 +113,7 @@ def connect_to_server(ns, session: Session) -> Target:
     """--server: a running ComfyUI, which must have the pack and the named checkpoints."""
     if ns.cpu or ns.gpu or ns.comfyui:
         raise UsageError("--cpu/--gpu/--comfyui apply to the ComfyUI this command starts, not to --server")
-    client = session.client = Client(ns.server)
+    client = session.client = ComfyClient(ns.server)
     stats = client.check_reachable()
     log(f"using the running ComfyUI at {client.base_url} "
         f"(ComfyUI {stats.get('system', {}).get('comfyui_version', '?')})")
@@ -144,7 +148,7 @@ def local_comfyui(ns) -> Path:
     return comfy
 
 
-def copy_example_input(server: LocalServer, comfy: Path):
+def copy_example_input(server: ComfyServer, comfy: Path):
     """The image the shipped img2img/inpaint workflows load, into the server's input folder."""
     example = comfy / "input" / workflow_specs.INPUT_IMAGE
     if example.is_file():
@@ -164,7 +168,7 @@ def start_local_server(ns, session: Session, out_dir: Path, use_demo: bool) -> T
     helper_file = helper_file or demo["style"]
     models = {"checkpoints": sorted({base_file, helper_file}), "gligen": [demo["gligen"]]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    server = session.server = LocalServer(models, comfyui_path=comfy, python=sys.executable,
+    server = session.server = ComfyServer(models=models, comfyui_path=comfy, python=sys.executable,
                                           cpu=True if ns.cpu else (False if ns.gpu else None),
                                           log_path=out_dir / "comfyui.log")
     (out_dir / "comfyui.log").write_text("")
@@ -247,14 +251,13 @@ def run_prompt(ns, session: Session, prompt: dict) -> Outcome:
     """Post the prompt and follow it with a progress bar until it is done."""
     session.progress = Progress(prompt, enabled=not ns.quiet)
     t_run = time.monotonic()
-    entry, messages = session.client.run(prompt, on_message=session.progress, timeout=ns.timeout)
+    result = session.client.run(prompt, on_message=session.progress, timeout=ns.timeout)
     session.progress.close()
     run_s = time.monotonic() - t_run
-    outputs = entry.get("outputs", {})
-    return Outcome(outputs, messages, run_s, *run_summary(prompt, outputs))
+    return Outcome(result.outputs, result.messages, run_s, *run_summary(prompt, result.outputs))
 
 
-def saved_image(client: Client, outputs: dict, save_id: str) -> bytes:
+def saved_image(client: ComfyClient, outputs: dict, save_id: str) -> bytes:
     images = outputs.get(save_id, {}).get("images") or []
     if not images:
         raise ClientError(f"the run produced no image at node {save_id}")

@@ -1,9 +1,8 @@
 """In-process ComfyUI host layer (CPU): real comfy modules, real ModelPatchers from the stock
 loaders, stock samplers. The only test double allowed is the load_models_gpu *recorder*.
 
-ComfyUI comes from $COMFYUI_PATH, else <repo>/.cache/ComfyUI (scripts/setup_env.sh). It goes to
-sys.path[0]: the repo root has a nodes/ package that would shadow ComfyUI's top-level nodes.py.
-Set AMDM_TEST_GPU=1 to leave ComfyUI's device choice alone (default: args.cpu = True).
+ComfyUI comes from devtools.host (COMFYUI_PATH, else the newest host scripts/setup_env.sh set up),
+at sys.path[0] and on the CPU unless AMDM_GPU=1 (the project's one rule).
 
 torch runs on ONE CPU thread unless AMDM_TEST_THREADS (or OMP_NUM_THREADS) says otherwise: with
 the tiny models one thread is about as fast, results no longer depend on the machine's core count,
@@ -12,9 +11,7 @@ OpenMP oversubscription, which was measured at 10-15x slower.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +19,13 @@ from types import SimpleNamespace
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI").resolve()
-COMFY_PRESENT = (COMFYUI_PATH / "nodes.py").is_file() and (COMFYUI_PATH / "comfy" / "model_management.py").is_file()
+from devtools.host import (PACK_MODULE, REPO_ROOT, check_comfyui_origin, comfyui_path, comfyui_present,
+                           import_pack, load_file_module, put_comfyui_first)
+
+COMFYUI_PATH = comfyui_path()
+COMFY_PRESENT = comfyui_present(COMFYUI_PATH)
 TEST_NODES_INIT = REPO_ROOT / "tests" / "fixtures" / "comfy_test_nodes" / "__init__.py"
-PACK_MODULE = "amdm_pack"
+
 
 def test_threads() -> int | None:
     """Thread count the test layers give torch; None = leave torch's default (OMP_NUM_THREADS set)."""
@@ -41,23 +40,7 @@ if test_threads() is not None:
     torch.set_num_threads(test_threads())
 
 if COMFY_PRESENT:
-    _p = str(COMFYUI_PATH)
-    while _p in sys.path:
-        sys.path.remove(_p)
-    sys.path.insert(0, _p)
-    if "comfy.model_management" not in sys.modules and os.environ.get("AMDM_TEST_GPU") != "1":
-        # model_management picks its device at import; without a usable GPU it raises there.
-        from comfy.cli_args import args as _comfy_args
-        _comfy_args.cpu = True
-
-
-def _load_file_module(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    put_comfyui_first(COMFYUI_PATH)
 
 
 @pytest.fixture(scope="session")
@@ -86,12 +69,10 @@ def comfy(tmp_path_factory):
     import folder_paths
     import nodes
 
-    # comfy is a namespace package (no __init__.py): check one of its modules instead.
-    for mod, expected in ((nodes, COMFYUI_PATH / "nodes.py"),
-                          (comfy.model_management, COMFYUI_PATH / "comfy" / "model_management.py")):
-        if Path(mod.__file__).resolve() != expected:
-            pytest.fail(f"{mod.__name__} was imported from {mod.__file__}, not {expected}: something put "
-                        "another path (the repo root?) ahead of COMFYUI_PATH on sys.path", pytrace=False)
+    try:
+        check_comfyui_origin(COMFYUI_PATH)
+    except ImportError as e:
+        pytest.fail(str(e), pytrace=False)
 
     # Keep in-process saves (SaveImage, SaveLatent, temp previews) out of the ComfyUI tree.
     io_dir = tmp_path_factory.mktemp("comfy_io")
@@ -112,7 +93,7 @@ def comfy(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_models(comfy, tiny_model_set):
-    """TinyModels (make_tiny_models.py) with its folders registered in folder_paths, so stock
+    """TinyModels (devtools/tiny_models.py) with its folders registered in folder_paths, so stock
     loaders list them: .unet/.checkpoint/.lora dicts (variant -> Path), .vae, .base_dir."""
     models = tiny_model_set.models_dir
     for folder_name, sub in (("diffusion_models", "unet"), ("checkpoints", "checkpoints"),
@@ -125,7 +106,7 @@ def tiny_models(comfy, tiny_model_set):
 def tiny_clip_checkpoint(tiny_models):
     """File name of tiny_sd15_clip.safetensors (UNet a + TAESD + random fp8 CLIP-L, ~150 MB,
     ~5 s): only for tests that need the stock CheckpointLoaderSimple -> CLIPTextEncode route."""
-    gen = sys.modules["amdm_test_make_tiny_models"]
+    from devtools import tiny_models as gen
     return gen.make_models(tiny_models.base_dir, variants=(), clip=True).clip_checkpoint.name
 
 
@@ -133,7 +114,7 @@ def tiny_clip_checkpoint(tiny_models):
 def test_nodes():
     """The fixture node pack tests/fixtures/comfy_test_nodes (seeded_conditioning, latent_stats,
     AMDMTest_* classes), loaded in-process."""
-    return _load_file_module("amdm_comfy_test_nodes", TEST_NODES_INIT)
+    return load_file_module("amdm_comfy_test_nodes", TEST_NODES_INIT)
 
 
 @pytest.fixture(scope="session")
@@ -252,27 +233,18 @@ def record_load_models_gpu(comfy, monkeypatch):
 def pack(comfy):
     """The repo root imported as package `amdm_pack` (as ComfyUI imports custom_nodes/<pack>, it is
     not on sys.path: relative imports inside the pack resolve through amdm_pack.*)."""
-    init = REPO_ROOT / "__init__.py"
-    if PACK_MODULE in sys.modules:
-        return sys.modules[PACK_MODULE]
-    if not init.is_file():
-        pytest.fail(f"the pack has no {init}: nothing to import as {PACK_MODULE}", pytrace=False)
-    spec = importlib.util.spec_from_file_location(PACK_MODULE, init, submodule_search_locations=[str(REPO_ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_MODULE] = module
+    if not (REPO_ROOT / "__init__.py").is_file():
+        pytest.fail(f"the pack has no {REPO_ROOT / '__init__.py'}: nothing to import as {PACK_MODULE}", pytrace=False)
     try:
-        spec.loader.exec_module(module)
+        return import_pack()
     except Exception:
-        del sys.modules[PACK_MODULE]
-        pytest.fail(f"importing the pack ({init}) as {PACK_MODULE} failed:\n{traceback.format_exc()}",
-                    pytrace=False)
-    return module
+        pytest.fail(f"importing the pack as {PACK_MODULE} failed:\n{traceback.format_exc()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def amdm(pack):
     """AMDMRunner (tests/host/amdm_run.py): calls the pack's nodes as the executor would."""
-    mod = _load_file_module("amdm_test_run", Path(__file__).parent / "amdm_run.py")
+    mod = load_file_module("amdm_test_run", Path(__file__).parent / "amdm_run.py")
     runner = mod.AMDMRunner(pack)
     runner.count_calls, runner.random_latent = mod.count_calls, mod.random_latent
     return runner

@@ -126,3 +126,14 @@ def test_helpers_set_conds_through_the_hosts_own_inner_set_conds(amdm, comfy, mo
                          aggregation=window(amdm))
     assert any(p.is_clone(model_b) for p in seen) and any(p.is_clone(model_a) for p in seen)
     assert [g.model_patcher for g in guider.subs] == [p for p in seen if p.is_clone(model_b)]
+
+
+def test_labels_name_the_node_by_its_own_title(pack):
+    """Hidden PROMPT carries the canvas title (_meta.title); only a title of the user's own is used."""
+    members = pack.nodes.members
+    hidden = type("Hidden", (), {"unique_id": "8", "prompt": {"8": {"_meta": {"title": "Style helper"}}}})()
+    assert members.member_label(1, members.node_ref(hidden, "Multi-Model Member")) == 'member 2 "Style helper" (node #8)'
+    default = type("Hidden", (), {"unique_id": "8", "prompt": {"8": {"_meta": {"title": "Multi-Model Member"}}}})()
+    assert members.member_label(1, members.node_ref(default, "Multi-Model Member")) == "member 2 (node #8)"
+    assert members.member_label(0, members.node_ref(None, "Multi-Model Sampler")) == "base member"
+    assert members.member_label(0, "20") == "base member (node #20)"

@@ -1,9 +1,10 @@
 """Proves the in-process host harness: tiny models load through the stock loaders as SD1.5/EPS,
 the stock KSampler is deterministic and finite on them, variants and the LoRA change outputs."""
-import sys
 
 import pytest
 import torch
+
+from devtools import tiny_models as generator
 
 
 def test_tiny_unets_load_as_sd15_eps(comfy, model_a, model_b):
@@ -40,9 +41,9 @@ def test_stock_ksampler_deterministic_and_finite(model_a, stock_ksampler):
 
 
 def test_reference_run_statistics(model_a, stock_ksampler):
-    """The default run matches make_tiny_models.REFERENCE_RUN (checked on the torch version it was
+    """The default run matches devtools.tiny_models.REFERENCE_RUN (checked on the torch version it was
     measured with): catches accidental changes of the generator or of the fixtures' defaults."""
-    ref = sys.modules["amdm_test_make_tiny_models"].REFERENCE_RUN
+    ref = generator.REFERENCE_RUN
     s = stock_ksampler(model_a, seed=42)["samples"]
     if torch.__version__.startswith(ref["torch"]):
         assert s.mean().item() == pytest.approx(ref["mean"], abs=1e-2)  # mean of values ~ +-130
@@ -114,8 +115,7 @@ def test_load_models_gpu_recorder_sees_the_sampled_model(model_a, record_load_mo
 
 
 def test_generator_is_deterministic(tiny_models, tmp_path):
-    gen = sys.modules["amdm_test_make_tiny_models"]
-    again = gen.make_models(tmp_path, variants=("b",))
+    again = generator.make_models(tmp_path, variants=("b",))
     assert again.unet["b"].read_bytes() == tiny_models.unet["b"].read_bytes()
     assert again.vae.read_bytes() == tiny_models.vae.read_bytes()
     assert tiny_models.lora["a"].stat().st_size > 0 and again.lora == {}

@@ -1,7 +1,7 @@
 """Helpers for the workflow / API-mode / main-command tests (not part of the harness).
 
 The shipped workflows name placeholder model files; tests run them on the project's generated
-demo models (scripts/amdm_main/demo_models.py: two tiny SD1.5 checkpoints with a random CLIP-L,
+demo models (devtools/demo_models.py: two tiny SD1.5 checkpoints with a random CLIP-L,
 a tiny GLIGEN), written next to the session's tiny models so the session server sees them.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT / "scripts") not in sys.path:
     sys.path.append(str(REPO_ROOT / "scripts"))
 
-from amdm_main import demo_models, workflow_format, workflow_specs  # noqa: E402
+from amdm_main import prompt_edit, workflow_format, workflow_specs  # noqa: E402
+from devtools import demo_models  # noqa: E402
 
 UI_DIR = REPO_ROOT / "workflows" / "ui"
 API_DIR = REPO_ROOT / "workflows" / "api"
@@ -91,22 +92,11 @@ def for_test(api: dict, names: dict, *, size: int = 64, steps: int = 6, seed: in
     image, optionally another seed and output prefix. Everything else (nodes, links, settings) as
     shipped."""
     g = workflow_format.substitute(api, names)
-    scale = size / 512
-    for node in g.values():
-        ins, ct = node["inputs"], node["class_type"]
-        if ct in ("EmptyLatentImage", "ImageScale"):
-            ins["width"] = ins["height"] = size
-        if ct == "GLIGENTextBoxApply":
-            for k in ("width", "height", "x", "y"):
-                ins[k] = max(8 if k in ("width", "height") else 0, int(ins[k] * scale) // 8 * 8)
-        if "steps" in ins and not isinstance(ins["steps"], list):
-            ins["steps"] = steps
-        if seed is not None:
-            for k in ("seed", "noise_seed"):
-                if k in ins:
-                    ins[k] = seed
-        if prefix is not None and ct == "SaveImage":
-            ins["filename_prefix"] = prefix
+    prompt_edit.apply_overrides(g, seed=seed, steps=steps, size=size)     # the main command's own
+    if prefix is not None:
+        for node in g.values():
+            if node["class_type"] == "SaveImage":
+                node["inputs"]["filename_prefix"] = prefix
     return g
 
 

@@ -18,12 +18,10 @@ faults), on the fresh second server, and after its restart.
 """
 from __future__ import annotations
 
-import importlib.util
+import json
 import re
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 
@@ -33,20 +31,7 @@ from harness import PromptRejected, node
 NAN, INF = float("nan"), float("inf")
 MISSING = object()
 
-_RM = Path(__file__).resolve().parents[1] / "host" / "reliability_models.py"
-
-
-def _reliability_models():
-    name = "amdm_test_reliability_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _RM)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-rm = _reliability_models()
+from devtools import reliability_models as rm  # noqa: E402
 SDXL, SD3 = rm.SDXL_UNET_FILE, rm.SD3_DIT_FILE
 
 
@@ -263,8 +248,8 @@ FAILED = [
      r"latent"),
     ("member.model=SD3-type (16 channels)", "sampler", {("2", "unet_name"): SD3}, SAMPLER,
      r"member 2 \(node #10\) has a SD3 latent \(16 channels"),
-    ("model=SD3-type, member SD3-type", "sampler", {("1", "unet_name"): SD3, ("2", "unet_name"): SD3}, SAMPLER,
-     r"the base member \(node #20\) is a flow-matching model"),
+    # "model=SD3-type, member SD3-type" was refused as a flow-matching base; now it runs (its HTTP test:
+    # test_flow_members_run_over_http below)
     ("model=SDXL-type, member SD1.5", "sampler", {("1", "unet_name"): SDXL}, SAMPLER,
      r"member 2 \(node #10\) has a SD15 latent .*the base member \(node #20\) a SDXL latent"),
     ("member.model=SD1.5 through ModelSamplingSD3", "sampler",
@@ -332,6 +317,27 @@ def test_pack_refuses_at_run_time_with_a_named_error(comfy_server, rel_models, b
     assert comfy_server.alive()
 
 
+def test_errors_name_members_by_the_title_the_canvas_shows(comfy_server, rel_models, baseline):
+    """The canvas shows node titles, not ids: a member whose node has a title of its own (the
+    frontend's graphToPrompt sends it as _meta.title) is named by it, beside its id for API users."""
+    graph = with_inputs(amdm_prompt("guider"), {("2", "unet_name"): SDXL})
+    graph[MEMBER]["_meta"] = {"title": "Style helper"}
+    result = comfy_server.run(graph, check=False, timeout=120)
+    assert result.status_str == "error" and result.error["node_id"] == SAMPLER
+    assert re.search(r'member 2 "Style helper" \(node #10\) has a SDXL', result.error["exception_message"])
+
+
+def test_flow_members_run_over_http(comfy_server, rel_models):
+    """SD3-type base and helper (flow matching, 16-channel latents) through the real server, AMDM in
+    flow units (the stock EmptyLatentImage's 4 channels are widened by the host's own
+    fix_empty_latent_channels)."""
+    graph = with_inputs(amdm_prompt(), {("1", "unet_name"): SD3, ("2", "unet_name"): SD3})
+    result = comfy_server.run(graph, timeout=120)
+    assert SAMPLER in result.executing and result.ui(STATS)["shape"] == [[1, 16, 8, 8]]
+    summary = json.loads(result.ui(SAMPLER)["amdm_summary"][0])
+    assert summary["window_steps"] == [1, 2] and [m["evaluations"] for m in summary["members"]] == [4, 2]
+
+
 def test_the_next_prompt_after_all_bad_prompts_is_bitwise_normal(comfy_server, baseline):
     # a prompt with another seed first, so the sampler really runs again for the baseline prompt
     comfy_server.run(amdm_prompt(seed=6))
@@ -389,7 +395,7 @@ def test_interrupt_then_the_next_prompt_is_bitwise_normal(comfy_server, baseline
     prompt = amdm_prompt(steps=steps, window=window, seed=21)
     after = comfy_server.run(prompt)
     assert SAMPLER in after.executing
-    status, _ = comfy_server._json("POST", "/free", {"free_memory": True, "unload_models": False})
+    status, _ = comfy_server.json("POST", "/free", {"free_memory": True, "unload_models": False})
     assert status == 200
     time.sleep(1.0)                     # the worker applies the flags when it wakes up
     fresh = comfy_server.run(prompt)
@@ -403,7 +409,7 @@ def test_interrupt_then_the_next_prompt_is_bitwise_normal(comfy_server, baseline
 
 def test_free_between_prompts_gives_the_same_bytes(comfy_server, baseline):
     comfy_server.run(amdm_prompt())
-    status, _ = comfy_server._json("POST", "/free", {"unload_models": True, "free_memory": True})
+    status, _ = comfy_server.json("POST", "/free", {"unload_models": True, "free_memory": True})
     assert status == 200
     time.sleep(1.0)                     # the worker applies the flags when it wakes up
     result = comfy_server.run(amdm_prompt())

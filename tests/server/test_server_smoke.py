@@ -3,13 +3,13 @@ pack and the pack under test; prompts over POST /prompt, progress over the webso
 /view, /interrupt."""
 import io
 import json
-import sys
 
 import pytest
 import torch
 from PIL import Image
 
 import harness
+from devtools import tiny_models
 from harness import PromptRejected, decode_graph, node, sample_graph
 
 
@@ -56,7 +56,7 @@ def test_prompt_is_deterministic_per_seed(comfy_server):
     assert "5" in again.executing  # KSampler really ran again (not served from the cache)
     assert again.ui("7")["sha256"] == stats["sha256"]
 
-    ref = sys.modules["amdm_test_make_tiny_models"].REFERENCE_RUN
+    ref = tiny_models.REFERENCE_RUN
     if torch.__version__.startswith(ref["torch"]):  # same numbers as the in-process stock KSampler
         assert stats["mean"][0] == pytest.approx(ref["mean"], abs=1e-2)
         assert stats["std"][0] == pytest.approx(ref["std"], rel=1e-4)

@@ -88,7 +88,8 @@ def test_ui_workflow_and_api_twin_agree(object_info, name):
 
 
 def _demo_names():
-    from amdm_main import demo_models, workflow_specs
+    from amdm_main import workflow_specs
+    from devtools import demo_models
     return {workflow_specs.CONTENT_CKPT: demo_models.CONTENT_CKPT, workflow_specs.STYLE_CKPT: demo_models.STYLE_CKPT,
             workflow_specs.GLIGEN_MODEL: demo_models.GLIGEN_FILE, workflow_specs.INPUT_IMAGE: ah.COMFY_EXAMPLE_IMAGE_NAME}
 
@@ -130,10 +131,10 @@ def test_gligen_workflow_uses_stock_layout_nodes():
 
 
 def test_templates_are_served_by_comfyui(comfy_server):
-    status, raw = comfy_server._request("GET", "/workflow_templates")
+    status, raw = comfy_server.request("GET", "/workflow_templates")
     assert status == 200
     listed = json.loads(raw)
     assert sorted(listed["amdm_pack"]) == sorted(NAMES)      # each once (API twins are not templates)
     for name in NAMES:
-        status, raw = comfy_server._request("GET", f"/api/workflow_templates/amdm_pack/{name}.json")
+        status, raw = comfy_server.request("GET", f"/api/workflow_templates/amdm_pack/{name}.json")
         assert status == 200 and json.loads(raw) == ah.load_ui(name)

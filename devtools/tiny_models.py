@@ -11,8 +11,8 @@ a ComfyUI ``--base-directory`` layout under BASE:
     models/checkpoints/tiny_sd15_clip.safetensors    UNet a + TAESD + random CLIP-L (fp8), clip=True
 
 API: ``make_models(base_dir, variants=("a", "b", "c"), clip=False) -> TinyModels``.
-CLI: ``python tests/host/make_tiny_models.py BASE [--variants a,b,c] [--clip]`` (needs ComfyUI on
-sys.path, or COMFYUI_PATH, or the repo's .cache/ComfyUI); writes a JSON summary to stdout.
+CLI: ``python -m devtools.tiny_models BASE [--variants a,b,c] [--clip]`` (ComfyUI from COMFYUI_PATH or
+the newest host in .cache/hosts/); writes a JSON summary to stdout.
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .host import put_comfyui_first
+
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 UNET_FILE = "tiny_sd15_unet_{}.safetensors"
 CHECKPOINT_FILE = "tiny_sd15_{}.safetensors"
@@ -95,27 +96,10 @@ class TinyModels:
         return {k: s(getattr(self, k)) for k in ("base_dir", "unet", "checkpoint", "lora", "vae", "clip_checkpoint")}
 
 
-def default_comfyui_path() -> Path:
-    env = os.environ.get("COMFYUI_PATH")
-    return (Path(env) if env else REPO_ROOT / ".cache" / "ComfyUI").resolve()
-
-
 def ensure_comfy_importable() -> None:
-    """Put ComfyUI first on sys.path (if not importable yet) and force CPU when no GPU exists.
-
-    comfy.model_management picks its device at import time and a torch without a usable GPU
-    raises there, so args.cpu must be set before anything imports it.
-    """
+    """ComfyUI importable, with the project's one CPU rule (devtools.host)."""
     if "comfy" not in sys.modules:
-        path = str(default_comfyui_path())
-        if path in sys.path:
-            sys.path.remove(path)
-        sys.path.insert(0, path)  # ahead of any repo root: our nodes/ would shadow its nodes.py
-    if "comfy.model_management" not in sys.modules:
-        import torch
-        from comfy.cli_args import args
-        if not torch.cuda.is_available():
-            args.cpu = True
+        put_comfyui_first()
 
 
 def variant_seed(variant: str) -> int:

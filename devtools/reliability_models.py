@@ -16,22 +16,22 @@ stock UNETLoader detects them as real SDXL / SD3 BaseModels.
                                              inputs are 768 wide, so the SD1.5-shaped test conditioning
                                              (AMDMTest_Conditioning / make_cond) runs it.
 
-The SD1.5-type models come from make_tiny_models.py. Conditioning for the SDXL-type model is
+The SD1.5-type models come from tiny_models.py. Conditioning for the SDXL-type model is
 (1, 77, 2048) with a (1, 1280) pooled output: see sdxl_conditioning().
 
 API: ``make_reliability_models(models_dir) -> dict(kind -> Path)`` (idempotent, deterministic: the same
-call gives byte-identical files; an existing file is kept). CLI: ``python tests/host/reliability_models.py
-MODELS_DIR`` (ComfyUI from COMFYUI_PATH or the repo's .cache/ComfyUI).
+call gives byte-identical files; an existing file is kept). CLI: ``python -m devtools.reliability_models
+MODELS_DIR`` (ComfyUI from COMFYUI_PATH or the newest host in .cache/hosts/).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
+from . import tiny_models
+
 
 SDXL_UNET_FILE = "tiny_sdxl_unet.safetensors"
 SD3_DIT_FILE = "tiny_sd3_dit.safetensors"
@@ -63,18 +63,12 @@ SD3_MMDIT_CONFIG = dict(
 
 
 def _tiny():
-    """make_tiny_models.py (ComfyUI path set-up, seeded init ops, fp16 save), loaded once by file."""
-    name = "amdm_test_make_tiny_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _HERE / "make_tiny_models.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+    """tiny_models.py (ComfyUI path set-up, seeded init ops, fp16 save)."""
+    return tiny_models
 
 
 def _rescale_output(layer_weight, layer_bias, std: float):
-    """Power-of-two output scale so predictions have std of order 1 (as make_tiny_models does)."""
+    """Power-of-two output scale so predictions have std of order 1 (as tiny_models does)."""
     import torch
     if not math.isfinite(std) or std == 0.0:
         raise RuntimeError(f"generated model gives a degenerate output (std={std})")

@@ -8,22 +8,21 @@ Written under BASE/models (a ComfyUI model-folder layout):
                                                 self-attention fuser for the tiny UNet's only
                                                 transformer block), loads with stock GLIGENLoader
 
-The UNets, VAE and CLIP come from tests/host/make_tiny_models.py (ComfyUI's own classes with
+The UNets, VAE and CLIP come from devtools/tiny_models.py (ComfyUI's own classes with
 seeded random weights): every stock loader accepts them, images are noise-like. Deterministic;
 a second call with the files present does nothing.
 
-CLI: python scripts/amdm_main/demo_models.py BASE   (ComfyUI from COMFYUI_PATH or .cache/ComfyUI)
+CLI: python -m devtools.demo_models BASE   (ComfyUI from COMFYUI_PATH or the newest host in .cache/hosts/)
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GENERATOR = REPO_ROOT / "tests" / "host" / "make_tiny_models.py"
+from . import tiny_models
+
 
 CONTENT_CKPT = "amdm_demo_content.safetensors"
 STYLE_CKPT = "amdm_demo_style.safetensors"
@@ -35,16 +34,6 @@ VERSION = 1  # bump when the files change
 GLIGEN_BLOCK = "input_blocks.1.1"
 GLIGEN_QUERY_DIM = 320
 GLIGEN_KEY_DIM = 768
-
-
-def _generator():
-    name = "amdm_test_make_tiny_models"   # same module name as tests/conftest.py uses
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GENERATOR)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def paths(base_dir) -> dict:
@@ -94,7 +83,7 @@ def make_demo_models(base_dir, gligen: bool = True, checkpoints: bool = True) ->
     todo = [p for p in wanted if not (current and p.is_file())]
     if not todo:
         return out
-    gen = _generator()
+    gen = tiny_models
     gen.ensure_comfy_importable()
     for p in wanted:
         p.parent.mkdir(parents=True, exist_ok=True)
