@@ -370,7 +370,7 @@ FAMILY_CASES = [
     ("sdxl", ["sd3"], r"member 2 has a SD3 latent \(16 channels.*the base member a SDXL latent"),
     # ("sd3", ["sd3"]) was refused as a flow-matching base; flow members now aggregate in flow units
     # (amdm_core.state_units), which tests/host/test_flow_members.py checks instead.
-    ("sd3", ["sd3_edm"], r"member 2 is a edm \(sigma_data 1\)-type model.*the base member a flow-type model"),
+    ("sd3", ["sd3_edm"], r"member 2 is a edm \(sigma_data [0-9.]+\)-type model.*the base member a flow-type model"),
     ("sd15", ["sd15", "sdxl"], r"member 3 has a SDXL latent"),
     ("sd15", ["sd15_sd3_latent"], r"member 2 has a SD3 latent \(16 channels"),
     ("sd15", ["sd15_scaled_latent"], r"member 2 has a SD15 latent \(4 channels, scale 0.1\)"),

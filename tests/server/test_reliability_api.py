@@ -335,7 +335,8 @@ def test_flow_members_run_over_http(comfy_server, rel_models):
     result = comfy_server.run(graph, timeout=120)
     assert SAMPLER in result.executing and result.ui(STATS)["shape"] == [[1, 16, 8, 8]]
     summary = json.loads(result.ui(SAMPLER)["amdm_summary"][0])
-    assert summary["window_steps"] == [1, 2] and [m["evaluations"] for m in summary["members"]] == [4, 2]
+    # helpers step from step 0 to the window's end: 4 + 3 evaluations
+    assert summary["window_steps"] == [1, 2] and [m["evaluations"] for m in summary["members"]] == [4, 3]
 
 
 def test_the_next_prompt_after_all_bad_prompts_is_bitwise_normal(comfy_server, baseline):
@@ -378,7 +379,8 @@ def _interrupt_at(client, value):
 
 # Long schedules leave ample time (tens of member steps) for the interrupt to arrive in the intended part.
 @pytest.mark.parametrize("where, steps, window, at", [("in-window", 24, (1, 16), 3), ("after-window", 40, (1, 2), 8)])
-def test_interrupt_then_the_next_prompt_is_bitwise_normal(comfy_server, baseline, where, steps, window, at):
+def test_interrupt_then_the_next_prompt_is_bitwise_normal(comfy_server, second_server, baseline, where, steps, window,
+                                                           at):
     result = comfy_server.run(amdm_prompt(steps=steps, window=window, seed=21), check=False, timeout=120,
                               on_message=_interrupt_at(comfy_server, at))
     assert result.status_str == "error" and any(t == "execution_interrupted" for t, _ in result.messages)
@@ -391,16 +393,13 @@ def test_interrupt_then_the_next_prompt_is_bitwise_normal(comfy_server, baseline
     # Form changed for hosts >= 0.23: their cache keeps the baseline prompt's outputs across an
     # interrupt, so re-running it may replay them without sampling. Substance kept (and sharpened):
     # the interrupted prompt itself never completed, so it must run now, on the models as the
-    # interrupt left them, and give the bytes of the same prompt run after every cache was dropped.
+    # interrupt left them, and give the bytes of the same prompt on a server that was never
+    # interrupted (servers agree bit for bit: test_a_fresh_server_gives_the_same_bytes).
     prompt = amdm_prompt(steps=steps, window=window, seed=21)
     after = comfy_server.run(prompt)
     assert SAMPLER in after.executing
-    status, _ = comfy_server.json("POST", "/free", {"free_memory": True, "unload_models": False})
-    assert status == 200
-    time.sleep(1.0)                     # the worker applies the flags when it wakes up
-    fresh = comfy_server.run(prompt)
-    assert "1" in fresh.executing and SAMPLER in fresh.executing, "caches were not dropped by /free"
-    assert sha(after) == sha(fresh)
+    fresh = second_server.run(prompt)
+    assert SAMPLER in fresh.executing and sha(after) == sha(fresh)
     again = comfy_server.run(amdm_prompt())
     assert SAMPLER in again.executing + again.cached
     if SAMPLER in again.executing or again.outputs.get(STATS):     # a replayed cache may omit the ui
