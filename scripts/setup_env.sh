@@ -60,6 +60,9 @@ else
   [ -f "$COMFYUI_PATH/main.py" ] || { echo "COMFYUI_PATH=$COMFYUI_PATH has no main.py" >&2; exit 1; }
   HOST_DIR="$(cd "$COMFYUI_PATH" && pwd)"
   HOST_KEY="path-$(echo -n "$HOST_DIR" | sha1sum | cut -c1-10)"
+  for v in 0.3.75 0.33.0; do     # one of ours (e.g. exported by scripts/test.sh): reuse its venv
+    [ "$HOST_DIR" = "$(cd "$CACHE" && pwd)/hosts/$v/ComfyUI" ] && HOST_KEY="$v"
+  done
 fi
 
 if [ ! -f "$HOST_DIR/comfyui_version.py" ]; then
