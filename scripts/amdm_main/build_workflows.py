@@ -2,7 +2,8 @@
 
     workflows/ui/<name>.json        UI format (drag and drop into ComfyUI)
     workflows/api/<name>.json       API-format twin (POST /prompt)
-    example_workflows/<name>.json   the UI file again, where ComfyUI looks for a pack's templates
+    example_workflows/<title>.json  the UI file again, where ComfyUI looks for a pack's templates,
+                                    named by its title in the templates browser (TEMPLATE_TITLES)
 
 Widget order comes from a real server's /object_info. Usage (from the repository root):
 
@@ -46,12 +47,17 @@ def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
     return out
 
 
+def template_path(name: str, suffix: str = ".json") -> Path:
+    """example_workflows/<title>.json (or .jpg, its thumbnail) of a shipped workflow."""
+    return TEMPLATE_DIR / f"{workflow_specs.TEMPLATE_TITLES[name]}{suffix}"
+
+
 def write_all(object_info: dict) -> list[Path]:
     written = []
     for d in (UI_DIR, API_DIR, TEMPLATE_DIR):
         d.mkdir(parents=True, exist_ok=True)
     for name, (ui, api) in build_all(object_info).items():
-        for path, data in ((UI_DIR / f"{name}.json", ui), (TEMPLATE_DIR / f"{name}.json", ui),
+        for path, data in ((UI_DIR / f"{name}.json", ui), (template_path(name), ui),
                            (API_DIR / f"{name}.json", api)):
             path.write_text(dumps(data))
             written.append(path)

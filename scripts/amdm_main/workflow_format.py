@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import uuid
 from pathlib import Path
 
@@ -232,9 +233,11 @@ def build_ui(nodes: list[dict], object_info: dict, *, title: str = "", notes: li
         for name, typ, optional in socket_inputs(schema):
             spec = schema["input"]["optional" if optional else "required"][name]
             slot = {"name": name, "type": typ, "link": None}
+            # what the frontend saves: the display name as localized_name (a "label" would be a
+            # user's rename, drawn instead of the display name)
             label = spec_options(spec).get("display_name")
             if label:
-                slot["label"] = label
+                slot["localized_name"] = label
             if name in n.get("links", {}):
                 link = next(l for l in links if l[3] == n["id"] and l[4] is None
                             and [l[1], l[2]] == list(n["links"][name]))
@@ -271,47 +274,124 @@ def build_ui(nodes: list[dict], object_info: dict, *, title: str = "", notes: li
     wf_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "amdm-workflow:" + (title or "untitled")))
     return {"id": wf_id, "revision": 0, "last_node_id": last_node_id, "last_link_id": len(links),
             "nodes": ui_nodes, "links": links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.75, "offset": [40, 40]}, "amdm_title": title}, "version": 0.4}
+            "extra": {"ds": saved_view(nodes + notes), "amdm_title": title}, "version": 0.4}
 
 
-COLUMN_X = (0, 380, 820, 1220, 1620, 1960)
-COLUMN_WIDTH = (320, 400, 360, 360, 320, 360)
-GAP = 50            # vertical gap; the node title (30 px) sits above its pos
+# -- layout: room for both renderers, and a saved view that shows the whole graph ---------------
+#
+# Both renderers put a node's title (30 px) above its pos. The classic LiteGraph canvas gives a
+# node about 20 px per slot row and 24 px per widget; the Vue "Nodes 2.0" renderer (the setting
+# Comfy.VueNodes.Enabled, since frontend 1.27) draws the same node taller: about 28 px per widget,
+# 68 px for a multiline text box, a 24 px footer with the pack's name on custom nodes (measured on
+# frontends 1.32.9, 1.49.6 and 1.58.1; 1.32.9 also spreads a classic workflow by 1.2 when it opens
+# it in Nodes 2.0). A node is saved with its classic height and stacked with room for the taller
+# one, so neither renderer overlaps nodes; the browser test checks both.
+
+TITLE = 30
+COLUMN_WIDTH = (320, 400, 360, 360, 320, 360)   # default width of a column's nodes
+COLUMN_GAP = 60
+GAP = 50            # from a node's body to the next node's pos in its column (the title sits in it)
+NOTE_HEIGHT = 500   # a Read-me note: its text takes up to about this much in Nodes 2.0
+# The saved view (extra.ds) is made for a full-HD browser window less the frontend's chrome: the
+# left sidebar, the workflow tabs and floating toolbars on top, the zoom controls at the bottom.
+VIEW_WINDOW = (1920, 1080)
+VIEW_MARGIN = {"left": 90, "top": 120, "right": 30, "bottom": 70}
+VIEW_SCALE = (0.6, 1.0)     # below 0.6 the classic canvas stops drawing widget text
 
 
-def estimate_height(n: dict, schema: dict | None) -> int:
+def _widget_specs(schema: dict):
+    specs = {name: spec for name, spec, _ in input_specs(schema)}
+    return [(name, kind, specs[name]) for name, kind in widget_layout(schema)]
+
+
+def _image_area(n: dict) -> int:
+    return 280 if n["type"] in ("SaveImage", "PreviewImage", "LoadImage") else 0
+
+
+def _summary_area(n: dict) -> int:
+    # the run summary box the web extension puts on the node
+    return 160 if n["type"] in ("AMDM_MultiModelSampler", "AMDM_MultiModelSweep") else 0
+
+
+def classic_height(n: dict, schema: dict | None) -> int:
     """About the body height the classic (LiteGraph) renderer gives a node: 20 px per slot row,
     24 px per widget, more for multiline text and image widgets."""
     if n["type"] == "MarkdownNote":
         return n.get("h", 260)
     if "h" in n:
         return n["h"]
-    sockets = len(socket_inputs(schema))
-    rows = max(sockets, len(schema["output"]))
+    rows = max(len(socket_inputs(schema)), len(schema["output"]))
     h = rows * 20 + 8
-    for name, kind in widget_layout(schema):
-        spec = next(sp for nm, sp, _ in input_specs(schema) if nm == name)
-        h += 90 if (kind == "value" and input_type(spec) == "STRING" and spec_options(spec).get("multiline")) else 24
-    if n["type"] in ("SaveImage", "PreviewImage", "LoadImage"):
-        h += 280
-    if n["type"] in ("AMDM_MultiModelSampler", "AMDM_MultiModelSweep"):
-        h += 160    # room for the run summary box the web extension adds after a run
-    return h
+    for _, kind, spec in _widget_specs(schema):
+        multiline = kind == "value" and input_type(spec) == "STRING" and spec_options(spec).get("multiline")
+        h += 90 if multiline else 24
+    return h + _image_area(n) + _summary_area(n)
+
+
+def vue_height(n: dict, schema: dict | None) -> int:
+    """About the body height the Vue "Nodes 2.0" renderer gives a node, with a 16 px margin."""
+    if n["type"] == "MarkdownNote":
+        return max(n.get("h", 260), NOTE_HEIGHT)
+    if "h" in n:
+        return n["h"]
+    rows = max(len(socket_inputs(schema)), len(schema["output"]), 1)
+    h = 34 + 20 * (rows - 1) + 16
+    for _, kind, spec in _widget_specs(schema):
+        if kind == "value":
+            multiline = input_type(spec) == "STRING" and spec_options(spec).get("multiline")
+            h += 68 if multiline else 28
+        else:
+            h += 20
+    if not str(schema.get("python_module", "")).startswith(("nodes", "comfy_extras")):
+        h += 24
+    if n["type"] == "LoadImage":
+        h += 60             # its preview takes more room than in the classic canvas
+    return h + _image_area(n) + _summary_area(n)
+
+
+def estimate_height(n: dict, schema: dict | None) -> int:
+    """The room a node needs in its column: the taller of the two renderers."""
+    return max(classic_height(n, schema), vue_height(n, schema))
 
 
 def auto_layout(nodes: list[dict], object_info: dict, notes: list[dict] = ()) -> None:
-    """Fill in pos/size from each node's column ("col"), stacking nodes of a column in list order."""
-    y = {}
-    for n in list(nodes) + list(notes):
-        if "pos" in n:
-            continue
+    """Fill in pos/size from each node's column ("col"), stacking nodes of a column in list order;
+    a column is as wide as its widest node ("w", else the column's default) and COLUMN_GAP from the
+    next. Each node gets "room": its height in the taller renderer (for the view)."""
+    items = [n for n in list(nodes) + list(notes) if "pos" not in n]
+    widths: dict[int, int] = {}
+    for n in items:
         c = n.get("col", 0)
-        schema = object_info.get(n.get("type", "MarkdownNote"))
-        h = estimate_height(dict(n, type=n.get("type", "MarkdownNote")), schema)
-        w = n.get("w", COLUMN_WIDTH[c])
-        n["pos"] = [COLUMN_X[c], y.get(c, 0)]
-        n.setdefault("size", [w, h])
-        y[c] = y.get(c, 0) + h + GAP
+        widths[c] = max(widths.get(c, 0), n.get("w", COLUMN_WIDTH[min(c, len(COLUMN_WIDTH) - 1)]))
+    xs, x = {}, 0
+    for c in range(max(widths, default=-1) + 1):
+        xs[c] = x
+        x += widths.get(c, 0) + COLUMN_GAP
+    y: dict[int, int] = {}
+    for n in items:
+        c = n.get("col", 0)
+        kind = n.get("type", "MarkdownNote")
+        schema = object_info.get(kind)
+        typed = dict(n, type=kind)
+        n["room"] = estimate_height(typed, schema)
+        n["pos"] = [xs[c], y.get(c, 0)]
+        n.setdefault("size", [n.get("w", widths[c]), classic_height(typed, schema)])
+        y[c] = y.get(c, 0) + n["room"] + GAP
+
+
+def saved_view(nodes: list[dict]) -> dict:
+    """extra.ds for a workflow: the whole graph (titles included) inside VIEW_WINDOW less
+    VIEW_MARGIN, as large as VIEW_SCALE allows. The frontends draw graph point p at screen
+    (p + offset) * scale."""
+    x0 = min(n["pos"][0] for n in nodes)
+    y0 = min(n["pos"][1] for n in nodes) - TITLE
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
+    y1 = max(n["pos"][1] + max(n["size"][1], n.get("room", 0)) for n in nodes)
+    m = VIEW_MARGIN
+    fit = min((VIEW_WINDOW[0] - m["left"] - m["right"]) / (x1 - x0),
+              (VIEW_WINDOW[1] - m["top"] - m["bottom"]) / (y1 - y0))
+    scale = math.floor(min(max(fit, VIEW_SCALE[0]), VIEW_SCALE[1]) * 100) / 100
+    return {"scale": scale, "offset": [round(m["left"] / scale - x0, 1), round(m["top"] / scale - y0, 1)]}
 
 
 def _widget_value(n, name, schema):

@@ -1,5 +1,6 @@
 """The shipped workflows, described once; build_workflows.py turns them into the UI-format files
-(workflows/ui/, copied to example_workflows/) and their API-format twins (workflows/api/).
+(workflows/ui/, copied to example_workflows/ under their template titles) and their API-format
+twins (workflows/api/).
 
 Model file names are placeholders (PLACEHOLDERS); the README says what to put there. Only stock
 ComfyUI nodes and this pack's nodes are used.
@@ -121,32 +122,33 @@ def two_models():
 
 
 def three_members_gligen():
+    # six columns (the layout branch has one of its own), so that the graph fits one screen
     nodes = _common() + [
         {"id": 7, "type": "GLIGENLoader", "title": "GLIGEN (layout)", "col": 0, "widgets": {"gligen_name": GLIGEN_MODEL}},
-        {"id": 8, "type": "CLIPTextEncode", "title": "Layout positive", "col": 1,
+        _empty_latent(11, col=1),
+        {"id": 8, "type": "CLIPTextEncode", "title": "Layout positive", "col": 2, "w": 400,
          "widgets": {"text": "a red fox and a small blue bird in a sunny meadow"}, "links": {"clip": [1, 1]}},
-        {"id": 9, "type": "GLIGENTextBoxApply", "title": "Box: fox", "col": 1,
+        {"id": 9, "type": "GLIGENTextBoxApply", "title": "Box: fox", "col": 2, "w": 400,
          "widgets": {"text": "a red fox", "width": 256, "height": 256, "x": 32, "y": 224},
          "links": {"conditioning_to": [8, 0], "clip": [1, 1], "gligen_textbox_model": [7, 0]}},
-        {"id": 10, "type": "GLIGENTextBoxApply", "title": "Box: bird", "col": 1,
+        {"id": 10, "type": "GLIGENTextBoxApply", "title": "Box: bird", "col": 2, "w": 400,
          "widgets": {"text": "a small blue bird", "width": 160, "height": 160, "x": 320, "y": 64},
          "links": {"conditioning_to": [9, 0], "clip": [1, 1], "gligen_textbox_model": [7, 0]}},
-        _member(12, "Style member (helper)", HELPER_LINKS, weight=0.441),
+        _member(12, "Style member (helper)", HELPER_LINKS, col=3, weight=0.441),
         _member(13, "Layout member (GLIGEN boxes)", {"model": [1, 0], "positive": [10, 0], "negative": [4, 0],
-                                                     "previous": [12, 0]}, weight=0.764),
-        _aggregate(14),
-        _deviation(15),
-        _empty_latent(11, col=3),
-        _sampler(16, {**BASE_LINKS, "members": [13, 0], "latent_image": [11, 0], "aggregation": [14, 0],
-                      "deviation": [15, 0]}, base_weight=0.235),
-        *_decode_save(17, [16, 0], [1, 2], "amdm/three_members_gligen"),
+                                                     "previous": [12, 0]}, col=3, weight=0.764),
+        _aggregate(14, col=3),
+        {**_deviation(15, col=4), "w": 360},
+        {**_sampler(16, {**BASE_LINKS, "members": [13, 0], "latent_image": [11, 0], "aggregation": [14, 0],
+                         "deviation": [15, 0]}, col=4, base_weight=0.235), "w": 360},
+        *_decode_save(17, [16, 0], [1, 2], "amdm/three_members_gligen", col=5),
     ]
     note = NOTE_MODELS + (
         f"- `{GLIGEN_MODEL}`: {PLACEHOLDERS[GLIGEN_MODEL]}\n\n"
         "Three members: the content model (base), the style model, and the content model again with "
         "stock GLIGEN text boxes (layout control). Weights 0.235 / 0.441 / 0.764 are the reference "
         "code's three-model weights (omega1 0.47, omega2 0.5), scaled to sum of squares 1.")
-    return nodes, _note(note, h=520)
+    return nodes, _note(note, col=5, h=520)
 
 
 def guider_custom_sigmas():
@@ -165,7 +167,7 @@ def guider_custom_sigmas():
          "widgets": {"steps": 20, "sigma_max": 14.614642, "sigma_min": 0.0291675, "rho": 7.0}},
         {"id": 15, "type": "SamplerCustomAdvanced", "col": 4,
          "links": {"noise": [12, 0], "guider": [11, 0], "sampler": [13, 0], "sigmas": [14, 0], "latent_image": [7, 0]}},
-        *_decode_save(16, [15, 0], [1, 2], "amdm/guider_custom_sigmas", col=5),
+        *_decode_save(16, [15, 0], [1, 2], "amdm/guider_custom_sigmas"),   # under the sampler: five columns
     ]
     note = NOTE_MODELS + (
         "\nThe Multi-Model Guider drives the stock **SamplerCustomAdvanced**, so any NOISE, SAMPLER and "
@@ -193,7 +195,7 @@ def img2img():
         f"- `{INPUT_IMAGE}`: {PLACEHOLDERS[INPUT_IMAGE]}\n\n"
         "img2img: the image is encoded and re-noised to denoise 0.6; the aggregation window is given in "
         "steps of this run (1-3), which exist whatever the denoise.")
-    return nodes, _note(note, h=480)
+    return nodes, _note(note, col=4, h=480)
 
 
 def handoff_compose():
@@ -266,3 +268,19 @@ WORKFLOWS = {
     "amdm_sd15_sweep": (sweep, "Multi-Model Sweep: labelled grid over window end x base weight"),
 }
 MAIN_WORKFLOW = "amdm_sd15_two_models"
+
+# name -> its title in ComfyUI's templates browser. The frontends (1.32 to 1.58) read nothing of a
+# custom node pack's template but its file name (GET /workflow_templates lists the stems of
+# example_workflows/*.json): the stem is the card's title, and again its description (with "-" and
+# "_" shown as spaces), and the workflow's tab name once opened. So the file is named by its title,
+# without "-", "_" and characters that file systems or URLs refuse, short enough for a card (the
+# cards cut titles at about 30 characters); its thumbnail is <title>.jpg.
+TEMPLATE_TITLES = {
+    "amdm_sd15_two_models": "AMDM, two SD1.5 models",
+    "amdm_sd15_three_members_gligen": "AMDM, three members, GLIGEN",
+    "amdm_sd15_guider_custom_sigmas": "AMDM guider, custom sigmas",
+    "amdm_sd15_img2img": "AMDM img2img",
+    "amdm_sd15_handoff_compose": "Handoff by noise level",
+    "amdm_sd15_windowed_compose": "Windowed composition",
+    "amdm_sd15_sweep": "Multi Model Sweep grid",
+}

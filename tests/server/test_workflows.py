@@ -33,14 +33,22 @@ def object_info(comfy_server, tiny_model_set):
 
 def test_files_exist_and_templates_are_the_ui_files():
     assert len(NAMES) == 7
+    titles = ah.workflow_specs.TEMPLATE_TITLES
+    assert sorted(titles) == sorted(NAMES) and len(set(titles.values())) == len(NAMES)
     for name in NAMES:
-        ui_path, api_path, tpl_path = (d / f"{name}.json" for d in (ah.UI_DIR, ah.API_DIR, ah.TEMPLATE_DIR))
-        assert ui_path.is_file() and api_path.is_file() and tpl_path.is_file(), name
-        assert tpl_path.read_bytes() == ui_path.read_bytes(), f"example_workflows/{name}.json differs from workflows/ui"
+        ui_path, api_path = ah.UI_DIR / f"{name}.json", ah.API_DIR / f"{name}.json"
+        tpl_path, thumb_path = build_workflows.template_path(name), build_workflows.template_path(name, ".jpg")
+        assert ui_path.is_file() and api_path.is_file() and tpl_path.is_file() and thumb_path.is_file(), name
+        assert tpl_path.read_bytes() == ui_path.read_bytes(), f"{tpl_path.name} differs from workflows/ui/{name}.json"
         assert wf.is_ui_format(json.loads(ui_path.read_text())) and wf.is_api_format(json.loads(api_path.read_text()))
+        # the templates browser shows the file name as the title, and again (with "-" and "_" as
+        # spaces) as the description: a title short enough for a card, with nothing a file system
+        # or a URL path refuses
+        assert not set(titles[name]) & set('-_/\\:*?"<>|#%&') and len(titles[name]) <= 30, titles[name]
     # nothing else in the three folders (a stale file would be offered to users)
-    for d, pattern in ((ah.UI_DIR, "*.json"), (ah.API_DIR, "*.json"), (ah.TEMPLATE_DIR, "*.json")):
-        assert sorted(p.stem for p in d.glob(pattern)) == sorted(NAMES), d
+    for d, stems in ((ah.UI_DIR, NAMES), (ah.API_DIR, NAMES), (ah.TEMPLATE_DIR, list(titles.values()))):
+        assert sorted(p.stem for p in d.glob("*.json")) == sorted(stems), d
+    assert sorted(p.stem for p in ah.TEMPLATE_DIR.glob("*.jpg")) == sorted(titles.values())
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -118,9 +126,16 @@ def test_files_are_built_from_the_specs(object_info):
         assert ah.load_api(name) == api, name
         if NEWEST:
             assert ah.load_ui(name) == ui, f"{name}: regenerate with scripts/amdm_main/build_workflows.py"
-        else:       # an older host's schemas give other output slots and sizes; the values must agree
-            assert [n.get("widgets_values") for n in ah.load_ui(name)["nodes"]] == \
-                [n.get("widgets_values") for n in ui["nodes"]], name
+        else:       # an older host's schemas give other output slots, and so other sizes and views;
+            # everything else must agree: nodes, titles, input names, links, widget values by position
+            assert _substance(ah.load_ui(name)) == _substance(ui), name
+
+
+def _substance(ui: dict) -> dict:
+    """A UI workflow without what follows from the output slots of the host's schemas."""
+    nodes = [{k: v for k, v in n.items() if k not in ("outputs", "size", "pos")} for n in ui["nodes"]]
+    extra = {k: v for k, v in ui["extra"].items() if k != "ds"}
+    return {**ui, "nodes": nodes, "extra": extra}
 
 
 def test_paper_settings_in_the_two_model_workflow():
@@ -152,10 +167,36 @@ def test_gligen_workflow_uses_stock_layout_nodes():
 
 
 def test_templates_are_served_by_comfyui(comfy_server):
+    import urllib.parse
+
+    titles = ah.workflow_specs.TEMPLATE_TITLES
     status, raw = comfy_server.request("GET", "/workflow_templates")
     assert status == 200
     listed = json.loads(raw)
-    assert sorted(listed["amdm_pack"]) == sorted(NAMES)      # each once (API twins are not templates)
+    # each once, by its title (API twins are not templates)
+    assert sorted(listed["amdm_pack"]) == sorted(titles.values())
     for name in NAMES:
-        status, raw = comfy_server.request("GET", f"/api/workflow_templates/amdm_pack/{name}.json")
+        # the URLs the frontend asks for: the template and its thumbnail
+        base = f"/api/workflow_templates/amdm_pack/{urllib.parse.quote(titles[name])}"
+        status, raw = comfy_server.request("GET", base + ".json")
         assert status == 200 and json.loads(raw) == ah.load_ui(name)
+        status, raw = comfy_server.request("GET", base + ".jpg")
+        assert status == 200 and raw[:3] == b"\xff\xd8\xff"
+
+
+def test_saved_views_show_the_whole_graph():
+    """extra.ds of each UI file: the graph (titles included) inside a full-HD window less the
+    frontend's panels, at a scale where the classic canvas still draws widget text (the browser
+    test checks it in the real frontends and both renderers)."""
+    m, (w, h) = wf.VIEW_MARGIN, wf.VIEW_WINDOW
+    for name in NAMES:
+        ui = ah.load_ui(name)
+        ds = ui["extra"]["ds"]
+        assert wf.VIEW_SCALE[0] <= ds["scale"] <= wf.VIEW_SCALE[1], name
+        for n in ui["nodes"]:
+            x0 = (n["pos"][0] + ds["offset"][0]) * ds["scale"]
+            y0 = (n["pos"][1] - wf.TITLE + ds["offset"][1]) * ds["scale"]
+            x1 = (n["pos"][0] + n["size"][0] + ds["offset"][0]) * ds["scale"]
+            y1 = (n["pos"][1] + n["size"][1] + ds["offset"][1]) * ds["scale"]
+            assert x0 >= m["left"] - 1 and y0 >= m["top"] - 1, (name, n["id"])
+            assert x1 <= w - m["right"] + 1 and y1 <= h - m["bottom"] + 1, (name, n["id"])
