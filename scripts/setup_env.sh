@@ -95,12 +95,13 @@ if [ ! -x "$PY" ]; then
   echo "$base_site" > "$host_site/amdm-base-venv.pth"   # appended to sys.path: the host's own pins win
 fi
 REQ="$HOST_DIR/requirements.txt"
-req_sum="$( (cat "$REQ" 2>/dev/null; echo "$TORCHAUDIO v1") | sha1sum | cut -c1-12)"
+req_sum="$( (cat "$REQ" 2>/dev/null; echo "$TORCHAUDIO requests v2") | sha1sum | cut -c1-12)"
 if [ ! -f "$HOST_VENV/.amdm-req-$req_sum" ]; then
   log "installing ComfyUI $HOST_VERSION's requirements.txt (torch constrained; a few minutes the first time)"
   filtered="$CACHE/hosts/$HOST_KEY/requirements.filtered.txt"
   grep -v -i -E '^\s*torchaudio\b' "$REQ" > "$filtered" || true
-  pipq "$PY" -c "$CONSTRAINTS" -r "$filtered"
+  # requests: 0.3.75's app/frontend_management.py imports it, its requirements.txt omits it
+  pipq "$PY" -c "$CONSTRAINTS" -r "$filtered" requests
   if grep -q -i -E '^\s*torchaudio\b' "$REQ"; then
     pipq "$PY" --no-deps "$TORCHAUDIO"
   fi
