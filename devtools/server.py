@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from .client import ComfyClient, ClientError, ServerError
-from .host import REPO_ROOT, comfyui_path
+from .host import REPO_ROOT
+from .host import comfyui_path as default_comfyui_path
 
 PACK_DIR_NAME = "amdm_pack"
 
@@ -64,7 +65,7 @@ class ComfyServer:
         self.models_dir = Path(models_dir) if models_dir else None
         self.models = models or {}
         self.log_path = Path(log_path) if log_path else self.base_dir / "comfyui.log"
-        self.comfyui_path = Path(comfyui_path or _default_comfyui_path())
+        self.comfyui_path = Path(comfyui_path or default_comfyui_path())
         self.python = python or os.environ.get("COMFYUI_PYTHON") or sys.executable
         self.custom_nodes = custom_nodes if custom_nodes is not None else {PACK_DIR_NAME: REPO_ROOT}
         self.extra_args = list(extra_args)
@@ -206,7 +207,3 @@ class ComfyServer:
 
     def __exit__(self, *exc):
         self.cleanup()
-
-
-def _default_comfyui_path() -> Path:
-    return comfyui_path()

@@ -127,6 +127,10 @@ def check_compatible(members: Sequence[Member]) -> None:
     base = members[0]
     b_lf = base.model.get_model_object("latent_format")
     b_ms = base.model.get_model_object("model_sampling")
+    b_family = sampling_family(b_ms)
+    # flow members may differ in shift: the base's sigmas drive the run and each member maps
+    # sigma in (0, 1] to its own timestep; other families must share one schedule
+    schedule_bounds = () if b_family == "flow" else ("sigma_min", "sigma_max")
     for m in members[1:]:
         lf = m.model.get_model_object("latent_format")
         same_latent = (type(lf) is type(b_lf) and lf.latent_channels == b_lf.latent_channels
@@ -137,13 +141,12 @@ def check_compatible(members: Sequence[Member]) -> None:
                               f"different VAE latent spaces cannot be aggregated. Use models of one family "
                               f"(e.g. all SD1.5) as members.")
         ms = m.model.get_model_object("model_sampling")
-        if sampling_family(ms) != sampling_family(b_ms):
-            raise MemberError(f"{m.label} is a {sampling_family(ms)}-type model ({type(ms).__name__}), the "
-                              f"{base.label} a {sampling_family(b_ms)}-type model: their noisy states mean "
+        family = sampling_family(ms)
+        if family != b_family:
+            raise MemberError(f"{m.label} is a {family}-type model ({type(ms).__name__}), the "
+                              f"{base.label} a {b_family}-type model: their noisy states mean "
                               f"different things and cannot be aggregated.")
-        # flow members may differ in shift: the base's sigmas drive the run and each member maps
-        # sigma in (0, 1] to its own timestep; other families must share one schedule
-        for name in (() if sampling_family(b_ms) == "flow" else ("sigma_min", "sigma_max")):
+        for name in schedule_bounds:
             a, b = float(getattr(ms, name)), float(getattr(b_ms, name))
             if not math.isclose(a, b, rel_tol=1e-3):
                 raise MemberError(f"{m.label} has {name} {a:.4g}, the {base.label} {b:.4g}: members must share one "

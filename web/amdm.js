@@ -210,6 +210,16 @@ function watchRuns() {
   api.addEventListener("execution_success", ended(false));
 }
 
+// Chain `fn(node, ...args)` after a node type's own method (and any other extension's wrapper).
+function after(nodeType, method, fn) {
+  const original = nodeType.prototype[method];
+  nodeType.prototype[method] = function () {
+    const r = original?.apply(this, arguments);
+    fn(this, ...arguments);
+    return r;
+  };
+}
+
 const EXTENSION_NAME = "amdm.RunSummary";
 // ComfyUI 0.3.75 serves a pack's web folder twice when pyproject.toml's [tool.comfy] web and
 // WEB_DIRECTORY both name it; register once.
@@ -224,39 +234,17 @@ if (!app.extensions?.some((e) => e.name === EXTENSION_NAME)) app.registerExtensi
     if (SUMMARY_NODES.has(name)) {
       // the box is there from the start (empty until a run): the Nodes 2.0 renderer of older
       // frontends (1.32) shows only the widgets a node has when it is added to the graph
-      const onNodeCreated = nodeType.prototype.onNodeCreated;
-      nodeType.prototype.onNodeCreated = function () {
-        const r = onNodeCreated?.apply(this, arguments);
-        summaryWidget(this);
-        return r;
-      };
-      const onExecuted = nodeType.prototype.onExecuted;
-      nodeType.prototype.onExecuted = function (output) {
-        onExecuted?.apply(this, arguments);
+      after(nodeType, "onNodeCreated", (node) => summaryWidget(node));
+      after(nodeType, "onExecuted", (node, output) => {
         const text = summaryFromOutput(output);
-        if (text != null) showSummary(this, text);
-      };
+        if (text != null) showSummary(node, text);
+      });
     }
     if (BASE_INPUT_NODES.has(name)) {
-      const onNodeCreated = nodeType.prototype.onNodeCreated;
-      nodeType.prototype.onNodeCreated = function () {
-        const r = onNodeCreated?.apply(this, arguments);
-        starBaseInput(this);
-        return r;
-      };
+      after(nodeType, "onNodeCreated", (node) => starBaseInput(node));
       // loading a workflow replaces the slots with the file's (after onNodeCreated)
-      const onConfigure = nodeType.prototype.onConfigure;
-      nodeType.prototype.onConfigure = function () {
-        const r = onConfigure?.apply(this, arguments);
-        starBaseInput(this);
-        return r;
-      };
-      const onSerialize = nodeType.prototype.onSerialize;
-      nodeType.prototype.onSerialize = function (data) {
-        const r = onSerialize?.apply(this, arguments);
-        unstarSerialized(this, data);
-        return r;
-      };
+      after(nodeType, "onConfigure", (node) => starBaseInput(node));
+      after(nodeType, "onSerialize", (node, data) => unstarSerialized(node, data));
     }
   },
 });

@@ -138,6 +138,16 @@ def test_family_constructors_and_refusals():
 
 # ---- (2) AMDM in flow units == AMDM on the mapped eps trajectory -------------------------------
 
+def flow_and_mapped_eps(gen, k, n, start, s):
+    """k analytic flow members on n flow sigmas from `start`, the same members on the mapped
+    k-diffusion sigmas, and one unit noise per member: (sig, k_sig, flow dens, k dens, z)."""
+    sig = flow_sigmas(n, start=start)
+    k_sig = to_k_sigmas(sig, s)
+    fd = flow_members(gen, k, s)
+    kd = k_members_from_flow(fd, sig, k_sig)
+    return sig, k_sig, fd, kd, [torch.randn(SHAPE, generator=gen) for _ in range(k)]
+
+
 DEVIATIONS = [None, FAITHFUL.deviation, Deviation(step=0.5, members="all"), Deviation(step=0.3, mode="clamped")]
 
 
@@ -146,11 +156,7 @@ DEVIATIONS = [None, FAITHFUL.deviation, Deviation(step=0.5, members="all"), Devi
 @pytest.mark.parametrize("dev", range(len(DEVIATIONS)))
 def test_amdm_in_flow_units_equals_amdm_on_the_mapped_eps_trajectory(gen, s, mode, dev):
     k, n = 3, 12
-    sig = flow_sigmas(n, start=0.96)
-    k_sig = to_k_sigmas(sig, s)
-    fd = flow_members(gen, k, s)
-    kd = k_members_from_flow(fd, sig, k_sig)
-    z = [torch.randn(SHAPE, generator=gen) for _ in range(k)]
+    sig, k_sig, fd, kd, z = flow_and_mapped_eps(gen, k, n, 0.96, s)
     w, win = [1.0, 0.7, 0.4], window_from_steps(1, 5, n)
     rec_f, rec_k = Recorder(), Recorder()
     out_f, tr_f = amdm_sample(fd, sig, [float(sig[0]) * s * zk for zk in z], weights=w, window=win,
@@ -204,11 +210,7 @@ class FlowAncestral:
 @pytest.mark.parametrize("s", [1.0, 8.0])
 def test_stochastic_independent_noise_in_flow_units_equals_the_mapped_eps_run(gen, s):
     k, n = 3, 10
-    sig = flow_sigmas(n, start=0.95)
-    k_sig = to_k_sigmas(sig, s)
-    fd = flow_members(gen, k, s)
-    kd = k_members_from_flow(fd, sig, k_sig)
-    z = [torch.randn(SHAPE, generator=gen) for _ in range(k)]
+    sig, k_sig, fd, kd, z = flow_and_mapped_eps(gen, k, n, 0.95, s)
     win, dev = window_from_steps(1, 4, n), Deviation(step=0.4)
     out_f, _ = amdm_sample(fd, sig, [float(sig[0]) * s * zk for zk in z], weights=[1, 1, 1], window=win,
                            stepper=FlowAncestral(seeded_noise(5), s), deviation=dev, units=flow_units(s))

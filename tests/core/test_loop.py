@@ -151,6 +151,15 @@ def test_faithful_deviation_moves_base_a_fixed_distance_toward_its_own_mean(gen)
     assert torch.allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+def reference_eps(d):
+    """A denoiser as the reference code's eps model: VP state at training index t -> eps."""
+    def f(x_vp, t):
+        s = float(SD.sigmas[t])
+        xk = x_vp * math.sqrt(1 + s * s)
+        return (xk - d(xk, torch.tensor([s], dtype=torch.float64))) / s
+    return f
+
+
 @pytest.mark.parametrize("k, n, end", [(2, 20, 3), (2, 10, 3), (3, 10, 3)])
 def test_reference_preset_reproduces_reference_code_arithmetic(gen, reference_code, k, n, end):
     shape = (1, 4, 16, 16)
@@ -159,19 +168,12 @@ def test_reference_preset_reproduces_reference_code_arithmetic(gen, reference_co
     sig = SD.ddim_uniform_sigmas(n).double()
     timesteps = [SD.timestep(float(s)) for s in sig[:-1]]
 
-    def eps_fn(d):
-        def f(x_vp, t):
-            s = float(SD.sigmas[t])
-            xk = x_vp * math.sqrt(1 + s * s)
-            return (xk - d(xk, torch.tensor([s], dtype=torch.float64))) / s
-        return f
-
     zs = [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(k)]
     weights = nested_weights([0.5]) if k == 2 else reference_three_member_weights(0.47, 0.5)
     ps = [55.0, 45.0, 35.0][:k]
     n_el = shape[1] * shape[2] * shape[3]
     s0 = float(sig[0])
-    ref = reference_code.reference_code_ddim([eps_fn(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
+    ref = reference_code.reference_code_ddim([reference_eps(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
                               timesteps, SD.alphas_cumprod, weights, ps, 1, end)
     preset = REFERENCE_COMPATIBLE
     dev = Deviation(step=[p / math.sqrt(n_el) for p in ps], mode=preset.deviation.mode,
@@ -295,17 +297,10 @@ def test_reference_preset_reproduces_p_45_at_every_resolution(gen, reference_cod
     n = len(sig) - 1
     timesteps = [SD.timestep(float(s)) for s in sig[:-1]]
 
-    def eps_fn(d):
-        def f(x_vp, t):
-            s = float(SD.sigmas[t])
-            xk = x_vp * math.sqrt(1 + s * s)
-            return (xk - d(xk, torch.tensor([s], dtype=torch.float64))) / s
-        return f
-
     zs = [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2)]
     weights = nested_weights([0.5])
     s0 = float(sig[0])
-    ref = reference_code.reference_code_ddim([eps_fn(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
+    ref = reference_code.reference_code_ddim([reference_eps(d) for d in dens], [z * s0 / math.sqrt(1 + s0 * s0) for z in zs],
                                              timesteps, SD.alphas_cumprod, weights, [45.0, 45.0], 1, 3)
     preset = REFERENCE_COMPATIBLE
     dev = preset.deviation

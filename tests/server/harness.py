@@ -7,19 +7,14 @@ ComfyClient   object_info, post_prompt, wait, run (-> RunResult), view, interrup
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from devtools.client import (ClientError, ComfyClient, PromptFailed, PromptRejected, RunResult,  # noqa: F401
                              ServerError)
-from devtools.host import REPO_ROOT, comfyui_path
+from devtools.host import REPO_ROOT
+from devtools.server import default_comfyui_path  # noqa: F401  (the tests' name for devtools.host.comfyui_path)
 from devtools.server import PACK_DIR_NAME, free_port, tail  # noqa: F401
 from devtools.server import ComfyServer as _LauncherServer
 
 TEST_NODES_DIR = REPO_ROOT / "tests" / "fixtures" / "comfy_test_nodes"
-
-
-def default_comfyui_path() -> Path:
-    return comfyui_path()
 
 
 class ComfyServer(_LauncherServer):
