@@ -37,3 +37,13 @@ from .policies import STATE_FAMILIES  # noqa: E402
 from .state_units import EPS_UNITS, StateUnits, edm_units, eps_units, flow_units, rflow_units  # noqa: E402
 
 __all__ += ["EPS_UNITS", "STATE_FAMILIES", "StateUnits", "edm_units", "eps_units", "flow_units", "rflow_units"]
+
+# cooperation modes beside AMDM: model guidance (autoguidance) and step-count-invariant AMDM weights
+from .guidance import autoguidance, autoguidance_cfg, guidance_evaluations, guidance_needs, guide  # noqa: E402
+from .policies import GUIDANCE_FORMS, SUPERPOSE_MODES  # noqa: E402
+from .rate import (rate_for_share, rate_step_weights, retained_share, step_log_spans,  # noqa: E402
+                   window_covering)
+
+__all__ += ["GUIDANCE_FORMS", "SUPERPOSE_MODES", "autoguidance", "autoguidance_cfg", "guidance_evaluations",
+            "guidance_needs", "guide", "rate_for_share", "rate_step_weights", "retained_share", "step_log_spans",
+            "window_covering"]

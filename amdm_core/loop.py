@@ -19,7 +19,7 @@ from .schedule import DiscreteSchedule, code_exact_mu
 from .steppers import Denoiser, StepResult, Stepper
 from .state_units import EPS_UNITS, StateUnits
 from .units import vp_scale
-from .weights import spherical_weights
+from .weights import _as_floats, spherical_weights
 from .window import StepWindow
 
 from .policies import (MU_TARGETS, OPTIMISED_MEMBERS, STEP_NOISE_POLICIES, check_one_of, check_step,
@@ -69,6 +69,7 @@ class Trace:
     aggregated_steps: List[int] = field(default_factory=list)
     aggregated_sigmas: List[float] = field(default_factory=list)
     norm_ratio: List[float] = field(default_factory=list)     # ||aggregate|| / ||base input||
+    aggregated_weights: List[List[float]] = field(default_factory=list)   # weights used, per aggregated step
     evaluations: List[int] = field(default_factory=list)      # denoiser calls per member
     member_steps: List[int] = field(default_factory=list)     # steps taken per member
     planned_member_steps: int = 0
@@ -115,7 +116,8 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                 schedule: Optional[DiscreteSchedule] = None, normalize_weights: bool = True,
                 active: Optional[Sequence[Sequence[bool]]] = None,
                 on_progress: Optional[ProgressHook] = None,
-                units: Optional[StateUnits] = None) -> tuple[torch.Tensor, Trace]:
+                units: Optional[StateUnits] = None,
+                step_weights: Optional[Sequence[Optional[Sequence[float]]]] = None) -> tuple[torch.Tensor, Trace]:
     """Run AMDM; returns the specified member's final state (the sampler's own state) and the Trace.
 
     denoisers[k](x, sigma[B]) -> denoised x0 prediction of member k (CFG inside); member 0 is the
@@ -136,6 +138,11 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     units in which states are aggregated and the deviation step is measured. None = eps_units()
     (k-diffusion states, sqrt(1 + sigma^2)); flow_units(noise_scale) for flow models, whose sigmas
     run in [0, 1]. The "reference" mu target needs a discrete eps schedule: other families refuse it.
+    step_weights (optional, opt-in): one entry per step, K raw weights used in place of `weights` when
+    step j aggregates (None: `weights`), e.g. amdm_core.rate.rate_step_weights, whose weights follow
+    a continuous rate over the noise interval so the cumulative pull does not grow with the step
+    count. `weights` still decides which helpers run (weight > 0). Normalised over the members taking
+    part in the step, as `weights` are. None (default) leaves every step exactly as before.
     """
     K = len(denoisers)
     if K < 1 or len(initial_states) != K or len(weights) != K:
@@ -161,6 +168,7 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     if active is not None and not all(active[0]):
         raise ValueError("the base member must be active at every step of an AMDM run")
     raw = [float(v) for v in weights]
+    per_step = _check_step_weights(step_weights, K, n_steps)
     w = spherical_weights(raw) if normalize_weights else raw
     win_end = -1 if window.empty else window.end
     runs = {k: [j for j in range(win_end + 1) if active is None or active[k][j]]
@@ -196,7 +204,9 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
             results[k] = stepper.step(den[k], x[k], s, s_next, j, stream)
             progress(k, j, results[k].state)
         if j in window and len(members) > 1:
-            wj = spherical_weights([raw[k] for k in members]) if normalize_weights else [raw[k] for k in members]
+            raw_j = raw if per_step is None or per_step[j] is None else per_step[j]
+            wj = spherical_weights([raw_j[k] for k in members]) if normalize_weights else [raw_j[k] for k in members]
+            trace.aggregated_weights.append(list(wj))
             now_first = {k: den[k].first for k in members}
             x = _aggregate_step(results, members, wj, mode, deviation, step_noise, stepper, entering,
                                 prev_first, now_first, float(s), float(s_next), schedule, trace, units)
@@ -213,6 +223,24 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                           callback=lambda j, d, xs: progress(0, j, xs))
     trace.evaluations = [d.calls for d in den]
     return out, trace
+
+
+def _check_step_weights(step_weights, K, n_steps):
+    """None, or one entry per step: None or K finite non-negative weights."""
+    if step_weights is None:
+        return None
+    if len(step_weights) != n_steps:
+        raise ValueError(f"'step_weights' has {len(step_weights)} entries; give one per step ({n_steps})")
+    out = []
+    for j, w in enumerate(step_weights):
+        if w is None:
+            out.append(None)
+            continue
+        vals = _as_floats(w, f"step_weights[{j}]")
+        if len(vals) != K or any(v < 0 for v in vals):
+            raise ValueError(f"'step_weights[{j}]' = {vals} must be {K} non-negative weights, one per member")
+        out.append(vals)
+    return out
 
 
 def _aggregate_step(results, members, w, mode, deviation, step_noise, stepper, entering, prev_first, now_first,

@@ -21,6 +21,8 @@ NODE_STEP_UNITS = ("per_sqrt_n", "per_sqrt_reference")  # raw L2 ("absolute") is
 WINDOW_UNITS = ("percent", "sigma", "steps")
 RANGE_UNITS = ("percent", "sigma")
 STATE_FAMILIES = ("eps", "flow", "edm", "rflow")        # sampler state <-> VP units (amdm_core.state_units)
+GUIDANCE_FORMS = ("autoguidance", "autoguidance_cfg")   # model guidance (amdm_core.guidance)
+SUPERPOSE_MODES = ("or", "and")                          # SuperDiff superposition (amdm_core.superpose)
 
 
 def check_one_of(name: str, value, allowed) -> None:
