@@ -47,3 +47,8 @@ from .rate import (rate_for_share, rate_step_weights, retained_share, step_log_s
 __all__ += ["GUIDANCE_FORMS", "SUPERPOSE_MODES", "autoguidance", "autoguidance_cfg", "guidance_evaluations",
             "guidance_needs", "guide", "rate_for_share", "rate_step_weights", "retained_share", "step_log_spans",
             "window_covering"]
+
+# superposition (SuperDiff OR / AND) with its own reverse-SDE stepper, and the flow <-> k-space map it needs
+from .superpose import KSpace, SuperposeTrace, k_space, superpose_evaluations, superpose_sample  # noqa: E402
+
+__all__ += ["KSpace", "SuperposeTrace", "k_space", "superpose_evaluations", "superpose_sample"]
