@@ -126,6 +126,7 @@ def _init_ops():
         GroupNorm = torch.nn.GroupNorm
         LayerNorm = torch.nn.LayerNorm
         Embedding = torch.nn.Embedding
+        RMSNorm = torch.nn.RMSNorm
 
         @staticmethod
         def conv_nd(dims, *args, **kwargs):
