@@ -22,9 +22,12 @@ def write(work: Path, out: Path) -> dict:
     from . import data, train
     out.mkdir(parents=True, exist_ok=True)
     files = [train.FILES["unet"], train.FILES["vae"]] + [train.FILES["lora"].format(n) for n in train.EXPERTS]
+    if (work / "judges.json").is_file():
+        files.append("judges.json")
     for f in files:
         shutil.copyfile(work / f, out / f)
-    stages = {n: json.loads((work / f"{n}.json").read_text()) for n in ["text", "vae", "pools", "base", *train.EXPERTS]}
+    stages = {n: json.loads((work / f"{n}.json").read_text())
+              for n in ["text", "vae", "pools", "base", *train.EXPERTS, "judges"] if (work / f"{n}.json").is_file()}
     record = {
         "command": "python -m devtools.digit_set.train   (ComfyUI on sys.path: COMFYUI_PATH or .cache/hosts/)",
         "torch": torch.__version__, "scikit_learn": sklearn.__version__, "python": platform.python_version(),

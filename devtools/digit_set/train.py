@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / ".cache" / "digit_set" / "work"
 OUT = REPO / "demo_set"
 
-SEEDS = {"vae": 11, "base": 12, "digit": 13, "position": 14, "colour": 15, "pools": 16}
+SEEDS = {"vae": 11, "base": 12, "digit": 13, "position": 14, "colour": 15, "pools": 16, "judges": 17}
 STEPS = {"vae_crop": 1200, "vae_full": 150, "base": 1000, "expert": 250}
 QUICK = {"vae_crop": 3, "vae_full": 2, "base": 3, "expert": 2}
 LR = {"base": 4e-4, "expert": 1e-3}
@@ -52,7 +52,8 @@ N_VALUES = (10, len(data.POSITIONS), len(data.COLOURS))
 
 def log(msg):
     line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-    print(line, flush=True)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
     with open(WORK / "train.log", "a") as f:
         f.write(line + "\n")
 
@@ -210,10 +211,41 @@ def run(quick: bool, out_dir: Path):
         preview(WORK / FILES["unet"], WORK / FILES["lora"].format(name), name, emb, prompt_index, vae_model,
                 lat_mean, lat_std)
 
+    # 6. judges (held-out digits, through the VAE)
+    if stage_done("judges") is None:
+        from . import judges as J
+        t0 = time.time()
+
+        def roundtrip(pics):
+            out = []
+            with torch.no_grad():
+                for i in range(0, len(pics), 64):
+                    x = torch.from_numpy(np.ascontiguousarray(pics[i:i + 64]))
+                    out.append(vae_model.taesd_decoder(vae_model.taesd_encoder(x)).clamp(0, 1).numpy())
+            return np.concatenate(out)
+        reps = 1 if quick else 4
+        tr = J.judge_pictures("judge_train", roundtrip, SEEDS["judges"], reps)
+        te = J.judge_pictures("judge_test", roundtrip, SEEDS["judges"] + 1, reps)
+        rec = J.fit(*tr, *te, seed=SEEDS["judges"])
+        rec["seconds"] = round(time.time() - t0, 1)
+        (WORK / J.FILE).write_text(json.dumps(_rounded(rec)) + "\n")
+        mark_done("judges", {k: v for k, v in rec.items() if k != "models"})
+        log(f"judges: accuracy on judge_test {rec['accuracy']} ({rec['seconds']} s)")
+
     log(f"training done in {time.time() - t_all:.0f} s (this run; cached stages not counted)")
     if not quick:
         from . import provenance
         provenance.write(WORK, out_dir)
+
+
+def _rounded(x):
+    if isinstance(x, float):
+        return float(f"{x:.5g}")
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    return x
 
 
 def preview(unet_path, lora_path, name, emb, prompt_index, vae_model, mean, std):

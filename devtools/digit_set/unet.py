@@ -13,7 +13,6 @@ lora_down/lora_up/alpha), which the stock LoraLoaderModelOnly maps onto the UNet
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 

@@ -110,7 +110,6 @@ def finalize(model, mean: float, std: float) -> dict:
 
 def load(sd):
     """A float32 TAESD from a finalize()d state dict (the fp16 weights, as ComfyUI would use them)."""
-    import torch
     import comfy.taesd.taesd as taesd
     model = taesd.TAESD()
     model.load_state_dict({k: v.float() for k, v in sd.items()})

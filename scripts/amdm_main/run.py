@@ -1,11 +1,16 @@
-"""The main command: run the shipped two-model AMDM workflow through a headless ComfyUI in API mode
-and write the AMDM image, the base-model-alone image (same seed, stock sampler), a side-by-side
-comparison and the run summary to an output folder.
+"""The main command, through a headless ComfyUI in API mode.
+
+Default: the trained digit demo set (demo_set/, scripts/amdm_main/digit_demo.py): for a prompt that
+no single member gets right ("a digit 3 at the top left"), the base alone, the helper alone, AMDM,
+composition and handoff with the same seed, side by side, with the judges' readings.
+
+With --workflow or --ckpt-base/--ckpt-helper: the shipped two-model AMDM workflow (or yours); it
+writes the AMDM image, the base-model-alone image (same seed, stock sampler), a side-by-side
+comparison and the run summary. Without --ckpt-base/--ckpt-helper that path runs on the project's
+generated tiny random checkpoints (noise-like images; the point is the whole path).
 
 Without --server it starts its own ComfyUI (this pack installed, a private base directory, a
-random loopback port) and stops it at the end. Without --ckpt-base/--ckpt-helper it runs on the
-project's generated demo models (tiny random SD1.5 checkpoints: images are noise-like; the point is
-the whole path, not the picture)."""
+random loopback port) and stops it at the end."""
 from __future__ import annotations
 
 import argparse
@@ -19,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools import demo_models
+from devtools.digit_set import install as digit_install
 
 from . import workflow_format, workflow_specs
 from devtools.client import ClientError, ComfyClient, PromptFailed, PromptRejected
+from . import digit_demo
 from .comparison import comparison_image, summary_text
 from devtools.host import REPO_ROOT
 from devtools.host import comfyui_path as default_comfyui_path
@@ -33,8 +40,11 @@ from .prompt_edit import (UsageError, add_baseline, apply_overrides, combo_list,
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "api" / f"{workflow_specs.MAIN_WORKFLOW}.json"
 DEFAULT_OUTPUT = REPO_ROOT / "output" / "amdm_demo"
 DEMO_CACHE = Path(os.environ.get("AMDM_DEMO_MODELS") or REPO_ROOT / ".cache" / "amdm_demo")
+DIGIT_CACHE = Path(os.environ.get("AMDM_DIGIT_SET_MODELS") or REPO_ROOT / ".cache" / "amdm_digits")
 DEMO_SIZE = 128          # the demo models are random: small is enough and fast on a CPU
 OUTPUT_FILES = ("amdm.png", "base_alone.png", "comparison.png", "summary.json", "summary.txt")
+DIGIT_OUTPUT_FILES = ("comparison.png", "base_alone.png", "helper_alone.png", "amdm.png", "compose.png",
+                      "handoff.png", "summary.json", "summary.txt")
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -42,8 +52,13 @@ OUTPUT_FILES = ("amdm.png", "base_alone.png", "comparison.png", "summary.json", 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="scripts/run.sh",
-        description="Run the AMDM two-model workflow in a headless ComfyUI (API mode) and write the AMDM image, "
+        description="Run AMDM in a headless ComfyUI (API mode). Default: the trained digit demo set, every mode "
+                    "(base alone, helper alone, AMDM, composition, handoff) side by side with the judges' readings. "
+                    "With --workflow or --ckpt-base/--ckpt-helper: the two-model workflow (or yours), the AMDM image, "
                     "the base model alone with the same seed, a side-by-side comparison and the run summary.")
+    p.add_argument("--prompt", metavar="TEXT", help=f"the digit demo's prompt (default: \"{digit_demo.DEFAULT_TEXT}\"; "
+                                                   f"words: digit 0-9, {', '.join(digit_demo.data.POSITIONS)}, "
+                                                   f"{', '.join(digit_demo.data.COLOURS)})")
     p.add_argument("--ckpt-base", metavar="FILE",
                    help="SD1.5 checkpoint for the base (content) model instead of the demo model. With --server: a "
                         "checkpoint name that server lists.")
@@ -69,6 +84,8 @@ def parse_args(argv=None):
         p.error("--steps must be at least 1")
     if ns.size is not None and (ns.size < 64 or ns.size % 8):
         p.error("--size must be a multiple of 8, at least 64")
+    if ns.prompt is not None and (ns.workflow or ns.ckpt_base or ns.ckpt_helper):
+        p.error("--prompt is for the digit demo (no --workflow, --ckpt-base or --ckpt-helper)")
     return ns
 
 
@@ -315,9 +332,112 @@ def report_done(out_dir: Path, server_text, t_start: float):
         sys.stdout.write(server_text + "\n")
 
 
+# -- the digit demo (the default) -----------------------------------------------------------------------
+
+def digit_models_on_server(client: ComfyClient, info: dict):
+    """--server with the digit demo: the server must list the set's files (installed with devtools.digit_set.install)."""
+    if "AMDM_MultiModelSampler" not in info:
+        raise UsageError(f"the ComfyUI at {client.base_url} does not have the AMDM pack installed "
+                         f"(no AMDM_MultiModelSampler in /object_info)")
+    need = [("UNETLoader", "unet_name", digit_demo.UNET), ("VAELoader", "vae_name", digit_demo.VAE),
+            ("CLIPLoader", "clip_name", digit_demo.CLIP)] + \
+        [("LoraLoaderModelOnly", "lora_name", digit_demo.LORA[n]) for n in (digit_demo.BASE_EXPERT, digit_demo.HELPER_EXPERT)]
+    missing = [name for cls, inp, name in need if name not in combo_list(info, cls, inp)]
+    if missing:
+        raise UsageError(f"the ComfyUI at {client.base_url} lacks the digit demo set ({', '.join(missing)}); install it "
+                         f"with: python -m devtools.digit_set.install <that ComfyUI's folder>, or pass --workflow")
+
+
+def start_digit_server(ns, session: Session, out_dir: Path) -> ComfyClient:
+    comfy = local_comfyui(ns)
+    models = digit_demo.model_files()
+    clip = DIGIT_CACHE / "models" / "text_encoders" / digit_demo.CLIP
+    if not clip.is_file():
+        log(f"generating the demo set's CLIP-L into {clip.parent} (seeded, once)")
+    digit_install.ensure_clip(clip, warn=log)
+    models["text_encoders"] = [clip]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    server = session.server = ComfyServer(models=models, comfyui_path=comfy, python=sys.executable,
+                                          cpu=True if ns.cpu else (False if ns.gpu else None),
+                                          log_path=out_dir / "comfyui.log")
+    (out_dir / "comfyui.log").write_text("")
+    log(f"starting a headless ComfyUI ({comfy}) with the pack and the digit demo set; log: {out_dir / 'comfyui.log'}")
+    t0 = time.monotonic()
+    client = session.client = server.start()
+    if ns.gpu and server.cpu:
+        raise UsageError("--gpu: torch in this environment sees no GPU")
+    log(f"ComfyUI ready at {client.base_url} in {time.monotonic() - t0:.1f} s ({'CPU' if server.cpu else 'GPU'})")
+    return client
+
+
+def run_digit_demo(ns, session: Session, t_start: float) -> int:
+    out_dir = Path(ns.output).expanduser().resolve()
+    if ns.server:
+        if ns.cpu or ns.gpu or ns.comfyui:
+            raise UsageError("--cpu/--gpu/--comfyui apply to the ComfyUI this command starts, not to --server")
+        client = session.client = ComfyClient(ns.server)
+        stats = client.check_reachable()
+        log(f"using the running ComfyUI at {client.base_url} "
+            f"(ComfyUI {stats.get('system', {}).get('comfyui_version', '?')})")
+        digit_models_on_server(client, client.object_info())
+    else:
+        client = start_digit_server(ns, session, out_dir)
+    text = ns.prompt if ns.prompt is not None else digit_demo.DEFAULT_TEXT
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    dp = digit_demo.build(text, f"amdm_main/{run_id}", seed=ns.seed, steps=ns.steps, size=ns.size)
+    log(f'digit demo set: "{text}", base = {digit_demo.BASE_EXPERT} expert, helper = {digit_demo.HELPER_EXPERT} expert, '
+        f"{dp.settings['size']}x{dp.settings['size']}, {dp.settings['steps']} steps, seed {dp.settings['seed']}")
+    session.progress = Progress(dp.prompt, enabled=not ns.quiet)
+    t_run = time.monotonic()
+    result = client.run(dp.prompt, on_message=session.progress, timeout=ns.timeout)
+    session.progress.close()
+    run_s = time.monotonic() - t_run
+    pngs = {mode: saved_image(client, result.outputs, sid) for mode, sid in dp.saves.items()}
+    summaries, texts = {}, {}
+    for mode, nid in dp.samplers.items():
+        ui = result.outputs.get(nid, {})
+        if ui.get("amdm_summary"):
+            summaries[mode] = json.loads(ui["amdm_summary"][0])
+            texts[mode] = (ui.get("text") or [None])[0]
+    evals = digit_demo.evaluations(dp, summaries)
+    target = digit_demo.target_of(text)
+    reads = digit_demo.readings(digit_demo.load_judges(), pngs, target)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for mode, png in pngs.items():
+        (out_dir / digit_demo.FILES[mode]).write_bytes(png)
+    digit_demo.comparison(pngs, dp, evals, reads).save(out_dir / "comparison.png")
+    lines = digit_demo.summary_lines(dp, evals, reads)
+    record = {
+        "mode": "digit_set", "server": client.base_url, "started_server": session.server is not None,
+        "device": None if session.server is None else ("cpu" if session.server.cpu else "gpu"),
+        "text": text, "target": target, "settings": dp.settings, "seed": dp.settings["seed"],
+        "size": dp.settings["size"], "steps": dp.settings["steps"],
+        "models": {"base": f"{digit_demo.UNET} + {digit_demo.LORA[digit_demo.BASE_EXPERT]}",
+                   "helper": f"{digit_demo.UNET} + {digit_demo.LORA[digit_demo.HELPER_EXPERT]}",
+                   "vae": digit_demo.VAE, "clip": digit_demo.CLIP},
+        "amdm_settings": digit_demo.AMDM, "handoff_at": digit_demo.HANDOFF_AT,
+        "evaluations": evals, "judges": reads,
+        "background_share": {m: round(digit_demo.background_share(p), 4) for m, p in pngs.items()},
+        "summary": summaries.get("amdm"), "summaries": summaries, "summary_text": texts.get("amdm"),
+        "images": dict(digit_demo.FILES, comparison="comparison.png"),
+        "prompt_id": result.prompt_id,
+        "seconds": {"run": round(run_s, 2), "total": round(time.monotonic() - t_start, 2)},
+        "prompt": dp.prompt,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    (out_dir / "summary.txt").write_text("\n".join(lines + ([texts["amdm"]] if texts.get("amdm") else [])) + "\n")
+    log(f"done in {time.monotonic() - t_start:.1f} s; wrote to {out_dir}:")
+    for f in DIGIT_OUTPUT_FILES:
+        sys.stdout.write(f"{out_dir / f}\n")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 def run_command(ns, session: Session, t_start: float) -> int:
+    if not (ns.workflow or ns.ckpt_base or ns.ckpt_helper):
+        return run_digit_demo(ns, session, t_start)
     workflow_path = workflow_path_of(ns)
     out_dir = Path(ns.output).expanduser().resolve()
     use_demo = not (ns.ckpt_base and ns.ckpt_helper)

@@ -1,8 +1,11 @@
 """The README's main command, `bash scripts/run.sh`, run for real: it sets up (fast path here),
-starts its own headless ComfyUI with the pack, runs the shipped two-model workflow on the demo
-models and writes the AMDM image, the base model alone (same seed), the comparison and the summary.
-Also --server against the session's running ComfyUI, the UI-format --workflow, a checkpoint file
-given with --ckpt-helper, and the one-line errors for a missing file or an unreachable server.
+starts its own headless ComfyUI with the pack and, by default, runs the trained digit demo set
+(demo_set/): base alone, helper alone, AMDM, composition and handoff for one prompt, side by side,
+with the judges' readings; the pictures are digits on a clean background, not noise. With
+--ckpt-helper (a checkpoint file) or --workflow it runs the shipped two-model workflow on the tiny
+random demo models and writes the AMDM image, the base model alone (same seed), the comparison and
+the summary. Also --server against the session's running ComfyUI, the UI-format --workflow, and
+the one-line errors for a missing file, an unreachable server and a server without the digit set.
 
 AMDM_DEMO_MODELS points the command at the demo models the session already generated (the command
 would otherwise generate them once into .cache/amdm_demo)."""
@@ -96,6 +99,54 @@ def test_main_command_against_a_running_server(comfy_server, demo_env, tmp_path)
     assert record["workflow"].endswith("workflows/ui/amdm_sd15_two_models.json")
     assert "Multi-Model Sampler:" not in proc.stderr            # --quiet
     assert comfy_server.alive()
+
+
+def test_main_command_default_runs_the_digit_demo_set(demo_env, tmp_path):
+    """`bash scripts/run.sh` with no model options: the trained digit set, every mode on one seed."""
+    out = tmp_path / "out"
+    proc = run(["--output", out, "--cpu"], demo_env, via_run_sh=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = ("base_alone", "helper_alone", "amdm", "compose", "handoff")
+    for f in [n + ".png" for n in names] + ["comparison.png", "summary.json", "summary.txt"]:
+        assert (out / f).is_file(), f
+    record = json.loads((out / "summary.json").read_text())
+    assert record["mode"] == "digit_set" and record["started_server"]
+    assert record["text"] == "a digit 3 at the top left"
+    assert record["target"] == {"digit": "3", "position": "top left"}
+    size = record["size"]
+    pics = {n: Image.open(out / f"{n}.png").convert("RGB") for n in names}
+    for n, im in pics.items():
+        assert im.size == (size, size), n
+        # digits on a clean background, not noise: one light colour covers most of the picture
+        colours = sorted(im.getcolors(size * size), reverse=True)
+        bg_count = sum(c for c, rgb in colours if min(rgb) > 200)
+        assert bg_count / (size * size) > 0.6, (n, colours[:3])
+        assert record["background_share"][n] > 0.6, n
+        # ... and there is a stroke: some pixels are far from the background
+        assert sum(c for c, rgb in colours if min(rgb) < 120) >= 20, n
+    assert pics["amdm"].tobytes() != pics["base_alone"].tobytes(), "AMDM should change the base's picture"
+    assert pics["helper_alone"].tobytes() != pics["base_alone"].tobytes()
+    # evaluations: the stock samplers take one per step; AMDM's and the others' come from their summaries
+    steps, ev = record["steps"], record["evaluations"]
+    assert ev["base_alone"] == ev["helper_alone"] == steps
+    assert ev["amdm"] == record["summaries"]["amdm"]["total_evaluations"] > steps
+    assert ev["compose"] == 2 * steps and ev["handoff"] == steps
+    # the judges read every picture
+    for n in names:
+        assert set(record["judges"][n]) == {"digit", "position", "colour"}
+    assert record["judges"]["base_alone"]["position"]["value"] == "centre"
+    comp = Image.open(out / "comparison.png")
+    assert comp.width > 5 * size and comp.height > size
+    assert (out / "summary.txt").read_text().startswith('prompt: "a digit 3 at the top left"')
+    assert harness.ComfyClient(record["server"]).alive() is False
+
+
+def test_digit_demo_needs_the_set_on_a_running_server(comfy_server, demo_env, tmp_path):
+    proc = run(["--server", comfy_server.base_url, "--output", tmp_path / "out"], demo_env, timeout=60)
+    assert proc.returncode == 2
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error")]
+    assert line.startswith(f"error: the ComfyUI at {comfy_server.base_url} lacks the digit demo set")
+    assert "python -m devtools.digit_set.install" in line
 
 
 def test_unreachable_server_is_a_one_line_error(demo_env, tmp_path):
