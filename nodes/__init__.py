@@ -4,13 +4,15 @@ from comfy_api.latest import ComfyExtension, io
 from .node_aggregate import SphericalAggregate
 from .node_compose import ComposePredictions
 from .node_deviation import DeviationOptimize
+from .node_guidance import ModelGuidance
 from .node_guider import MultiModelGuider
 from .node_member import MultiModelMember
 from .node_sampler import MultiModelSampler
+from .node_superpose import Superposition
 from .node_sweep import MultiModelSweep
 
 NODES = [MultiModelSampler, MultiModelMember, SphericalAggregate, DeviationOptimize, MultiModelGuider,
-         ComposePredictions, MultiModelSweep]
+         ComposePredictions, MultiModelSweep, ModelGuidance, Superposition]
 
 
 class AMDMExtension(ComfyExtension):

@@ -8,6 +8,8 @@ Call path (ComfyUI's own frames in brackets):
     [-> KSAMPLER.sample: noise scaling, inpainting] -> _AMDMSampler._sample -> Guider_MultiModel.run
   run -> run_amdm -> amdm_core.amdm_sample (steps every member, aggregates: spherical_aggregate)
       -> run_compose -> the host sampler over ComposeModel
+      -> run_guidance -> the host sampler over GuidanceModel (amdm_core.guide per evaluation)
+      -> run_superpose -> amdm_core.superpose_sample (its own reverse-SDE stepper; no host sampler)
 
 The base member goes through ComfyUI's unchanged CFGGuider path (wrappers, hooks, ControlNets
 keep working for it). Helpers are private clones that ride along as additional models of the
@@ -17,6 +19,7 @@ guider does is repeated for each helper by host_mirror.py. Inputs are never muta
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -24,13 +27,19 @@ import torch
 
 import comfy.samplers
 
-from ..amdm_core import EMPTY_WINDOW, DiscreteSchedule, Trace, amdm_sample, helper_initial_noise
+from ..amdm_core import (EMPTY_WINDOW, DiscreteSchedule, SuperposeTrace, Trace, amdm_sample, helper_initial_noise,
+                         k_space, rate_for_share, rate_step_weights, seeded_noise, superpose_sample)
 from .compose_model import ComposeModel
+from .guidance_model import GuidanceModel
 from .host_mirror import check_multigpu, enter_helper, exit_helper, helper_extra_models, prepare_helper_run
 from .host_stepper import HostStepper, MemberModel, check_sampler, check_step_noise, sampler_display_name
 from .members import Member, MemberError, check_compatible, state_units
 from .run_plan import RunPlan, plan_run
-from .settings import AggregationSettings, ComposeSettings, DeviationSettings
+from .settings import (STRENGTH_PER_INTERVAL, AggregationSettings, ComposeSettings, DeviationSettings,
+                       GuidanceSettings, SuperposeSettings)
+from .window import rate_interval
+
+SETTINGS_TYPES = (AggregationSettings, ComposeSettings, GuidanceSettings, SuperposeSettings)
 
 HELPERS_KEY = "amdm_helpers"
 log = logging.getLogger("amdm")
@@ -43,6 +52,8 @@ class RunReport:
     trace: Trace | None = None
     seconds: float = 0.0
     weight_swaps: int = 0
+    guidance: dict | None = None              # Model Guidance: evaluations by kind, guided steps
+    superpose: SuperposeTrace | None = None   # Superposition: kappa and log-densities per step
 
 
 class Guider_MultiModel(comfy.samplers.CFGGuider):
@@ -51,11 +62,13 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         check_compatible(members)
         base = members[0]
         aggregation = aggregation or AggregationSettings()
-        if not isinstance(aggregation, (AggregationSettings, ComposeSettings)):
-            raise ValueError("'aggregation' must come from a Spherical Aggregate or Compose Predictions node.")
+        if not isinstance(aggregation, SETTINGS_TYPES):
+            raise ValueError("'aggregation' must come from a Spherical Aggregate, Compose Predictions, Model Guidance "
+                             "or Superposition node.")
         if isinstance(aggregation, AggregationSettings) and not base.noise_range.everywhere:
             raise MemberError(f"the {base.label} has a noise range; with Spherical Aggregate (AMDM) the base model "
                               f"carries the result over the whole schedule. Use Compose Predictions for handoffs.")
+        _check_cooperation(members, aggregation)
         if deviation is not None and not isinstance(deviation, DeviationSettings):
             raise ValueError("'deviation' must come from a Deviation Optimize node.")
         super().__init__(base.model.clone())        # private: additional models never touch the user's MODEL
@@ -63,7 +76,9 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         self.set_cfg(base.cfg)
         self.members = list(members)
         self.aggregation = aggregation
-        self.composing = isinstance(aggregation, ComposeSettings)
+        self.operator = {ComposeSettings: "compose", GuidanceSettings: "guidance",
+                         SuperposeSettings: "superpose"}.get(type(aggregation), "amdm")
+        self.composing = self.operator != "amdm"        # one shared trajectory (prediction space or SDE)
         self.deviation = None if self.composing else deviation
         # a helper with weight 0 contributes nothing: it is neither loaded nor evaluated
         self.helpers = [m for m in members[1:] if m.weight > 0]
@@ -71,7 +86,8 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         for m in self.helpers:
             g = comfy.samplers.CFGGuider(m.model.clone())
             g.set_conds(m.positive, m.negative)     # the host's own inner_set_conds (0.33: non-dynamic delegate)
-            g.set_cfg(m.cfg)
+            # the weak model of Model Guidance is read on its positive prompt only (cfg 1: one pass)
+            g.set_cfg(1.0 if self.operator == "guidance" else m.cfg)
             self.subs.append(g)
         self.progress_hook = None        # set by run_guider for member-step progress
         self.report: RunReport | None = None
@@ -93,7 +109,11 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
                seed=None):
         plan = self.plan(sigmas)
         active = plan.helpers_evaluated
-        check_sampler(sampler, window_empty=not active)       # before any model is loaded
+        if self.operator == "superpose":
+            _check_superpose_sigmas(sigmas, self.members[0].label,
+                                    state_units(self.model_patcher.get_model_object("model_sampling")))
+        # superposition steps itself: the sampler is not used (the summary says so)
+        check_sampler(sampler, window_empty=not active or self.operator == "superpose")   # before any load
         if active:
             check_multigpu([(self.members[0].label, self.model_patcher)]
                            + [(m.label, g.model_patcher) for m, g in zip(self.helpers, self.subs)])
@@ -141,6 +161,10 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
     # -- the loop ---------------------------------------------------------------------------
     def run(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise):
         plan = self.report.plan
+        if self.operator == "superpose" and plan.helpers_evaluated:
+            return self.run_superpose(model, x, sigmas, extra_args, callback, plan)
+        if self.operator == "guidance" and plan.helpers_evaluated:
+            return self.run_guidance(model, x, sigmas, extra_args, callback, disable, host, plan)
         if self.composing and plan.helpers_evaluated:
             return self.run_compose(model, x, sigmas, extra_args, callback, disable, host, plan)
         return self.run_amdm(model, x, sigmas, extra_args, callback, disable, host, max_denoise, plan)
@@ -175,6 +199,61 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         self.report.weight_swaps = sum(m.weight_swaps for m in members)
         return out
 
+    def run_guidance(self, model, x, sigmas, extra_args, callback, disable, host, plan):
+        strong, weak = self._member_models(model, sigmas, extra_args, self.subs)
+        guided = GuidanceModel(strong, weak, self, self.aggregation, plan.ranges[1], plan.compose_window, sigmas,
+                               sampler_display_name(host))
+        hook = self._progress(callback)
+        n = len(sigmas) - 1
+        cb = None if hook is None else (lambda d: hook(0, d["i"], d["denoised"], d["x"], d["i"] + 1, n))
+        out = host.sampler_function(guided, x, sigmas, extra_args=extra_args, callback=cb, disable=disable,
+                                    **host.extra_options)
+        weights = [self.members[0].weight, self.helpers[0].weight]
+        trace = Trace(window=EMPTY_WINDOW, steps=n, weights=weights, evaluations=[strong.calls, weak.calls],
+                      member_steps=[0, 0])
+        trace.aggregated_steps = sorted(guided.guided_steps)
+        trace.aggregated_sigmas = [float(sigmas[j]) for j in trace.aggregated_steps]
+        self.report.trace = trace
+        self.report.guidance = {"counts": dict(guided.counts), "base_alone": guided.base_alone,
+                                "strong_cfg": float(self.cfg) if self.aggregation.form == "autoguidance_cfg"
+                                else 1.0}
+        self.report.weight_swaps = strong.weight_swaps + weak.weight_swaps
+        return out
+
+    def run_superpose(self, model, x, sigmas, extra_args, callback, plan):
+        """SuperDiff over the whole run: every member with its own CFG, the core's reverse-SDE stepper in
+        k-diffusion coordinates (flow members mapped by k_space), noise seeded from the run's seed."""
+        members = self._member_models(model, sigmas, extra_args, self.subs)
+        ms = self.inner_model.model_sampling
+        ks = k_space(state_units(ms), sigmas.detach().cpu())
+        last = {}
+
+        def as_denoiser(m, k):
+            def den(xh, sigma):
+                out = m(xh, sigma, **m.extra_args)
+                if k == 0:
+                    last["denoised"] = out
+                return out
+            return ks.denoiser(den)
+        hook = self._progress(callback)
+        n = len(sigmas) - 1
+
+        def on_step(j, x_k, kappa, ll):
+            if hook is not None:
+                hook(0, j, last.get("denoised", x_k), ks.from_k(x_k, j + 1), j + 1, n)
+        weights = [self.members[0].weight] + [m.weight for m in self.helpers]
+        seed = extra_args.get("seed")
+        x_k, strace = superpose_sample(
+            [as_denoiser(m, k) for k, m in enumerate(members)], ks.k_sigmas.to(x.device), ks.to_k(x, 0),
+            noise=seeded_noise(0 if seed is None else int(seed)), mode=self.aggregation.mode,
+            temperature=float(self.aggregation.temperature), log_prior=[math.log(w) for w in weights],
+            on_step=on_step)
+        trace = Trace(window=EMPTY_WINDOW, steps=n, weights=weights, evaluations=[m.calls for m in members],
+                      member_steps=[strace.steps] * len(members))
+        self.report.trace, self.report.superpose = trace, strace
+        self.report.weight_swaps = sum(m.weight_swaps for m in members)
+        return ks.from_k(x_k, n)
+
     def run_amdm(self, model, x, sigmas, extra_args, callback, disable, host, max_denoise, plan):
         ms = self.inner_model.model_sampling
         subs = self.subs if plan.helpers_evaluated else []
@@ -188,15 +267,32 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         if deviation is not None and deviation.target == "reference":
             schedule = DiscreteSchedule.from_sigmas(ms.sigmas)    # discrete: checked before loading
         window = plan.window if subs else None
+        step_weights = self._rate_weights(sigmas, window, ms) if subs else None
+        # the other modes reach this loop only when the base runs alone: any AMDM settings do then
+        agg = self.aggregation if isinstance(self.aggregation, AggregationSettings) else AggregationSettings()
         out, trace = amdm_sample(
             denoisers, sigmas, initial, weights=weights, window=window or EMPTY_WINDOW,
             stepper=HostStepper(host, extra_args.get("seed"), disable_pbar=disable),
-            mode=self.aggregation.mode, deviation=deviation, step_noise=self.aggregation.step_noise,
-            schedule=schedule, normalize_weights=self.aggregation.normalize_weights, active=active,
-            on_progress=self._progress(callback), units=state_units(ms))
+            mode=agg.mode, deviation=deviation, step_noise=agg.step_noise,
+            schedule=schedule, normalize_weights=agg.normalize_weights, active=active,
+            on_progress=self._progress(callback), units=state_units(ms), step_weights=step_weights)
         self.report.trace = trace
         self.report.weight_swaps = sum(d.weight_swaps for d in denoisers)
         return out
+
+    def _rate_weights(self, sigmas, window, ms):
+        """Spherical Aggregate's "per noise interval" strength: per-step weights from the rate whose base
+        keeps `retained_share` over the window's noise interval (amdm_core.rate); None: constant weights."""
+        agg = self.aggregation
+        if agg.strength != STRENGTH_PER_INTERVAL or window is None or window.empty:
+            return None
+        interval = rate_interval(agg, sigmas, ms, window)
+        if interval is None:
+            return None
+        units = state_units(ms)
+        rate = rate_for_share(agg.retained_share, *interval, units=units)
+        return rate_step_weights(rate, [m.weight for m in self.helpers], sigmas.detach().cpu(), window,
+                                 interval=interval, units=units)
 
     def _progress(self, callback):
         if self.progress_hook is not None:
@@ -208,6 +304,45 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
             if k == 0:
                 callback({"i": j, "denoised": denoised, "x": x})
         return schedule_progress
+
+
+def _check_cooperation(members, aggregation) -> None:
+    """Refusals of Model Guidance and Superposition that need only the members (before loading)."""
+    base, helpers = members[0], [m for m in members[1:] if m.weight > 0]
+    if isinstance(aggregation, GuidanceSettings):
+        if len(helpers) != 1:
+            names = ", ".join(m.label for m in helpers) or "none"
+            off = [m.label for m in members[1:] if m.weight == 0]
+            raise MemberError(f"Model Guidance takes exactly one helper member, the weak model (a smaller, less "
+                              f"trained or base version of the base model); {len(helpers)} helper(s) with weight > 0 "
+                              f"are connected ({names})" + (f"; switched off (weight 0): {', '.join(off)}" if off
+                                                             else "") + ". Connect one Multi-Model Member.")
+        if not base.noise_range.everywhere:
+            raise MemberError(f"the {base.label} has a noise range; with Model Guidance the base (strong) model "
+                              f"carries the result over the whole schedule: use the guidance window instead.")
+    if isinstance(aggregation, SuperposeSettings):
+        if base.weight <= 0:
+            raise MemberError(f"the {base.label}: 'base_weight' = {base.weight:g}; Superposition reads each member's "
+                              f"weight as its prior weight (log w), which needs w > 0. Set it to 1 for equal priors.")
+        if not helpers:
+            raise MemberError("Superposition needs at least one helper member with weight > 0 (2 to 8 members in "
+                              "all); every helper is switched off. Give a helper a positive weight.")
+        ranged = [m.label for m in [base, *helpers] if not m.noise_range.everywhere]
+        if ranged:
+            raise MemberError(f"{', '.join(ranged)}: noise ranges do not apply to Superposition (every member runs at "
+                              f"every step of its SDE); reset range_start/range_end to 0 and 1.")
+
+
+def _check_superpose_sigmas(sigmas, label, units) -> None:
+    s = [float(v) for v in sigmas]
+    if len(s) < 2:
+        return
+    if any(b >= a for a, b in zip(s, s[1:])):
+        raise ValueError("Superposition needs strictly decreasing sigmas; this schedule repeats a noise level "
+                         "(choose another scheduler or step count).")
+    if units.family == "flow" and s[0] >= 1.0 and (len(s) < 4 or s[2] <= 0):
+        raise ValueError(f"Superposition of flow models ({label}) starting at sigma 1 needs at least 3 steps "
+                         f"(its first k-diffusion sigma is extrapolated from the next two): raise 'steps'.")
 
 
 def _sharing(patchers):

@@ -2,7 +2,7 @@
 from comfy_api.latest import io
 
 from ..amdm_core import AGGREGATION_MODES, INITIAL_NOISE_POLICIES, STEP_NOISE_POLICIES, WINDOW_UNITS
-from .settings import AggregationSettings
+from .settings import STRENGTHS, AggregationSettings
 from .socket_types import CATEGORY, Aggregation
 
 
@@ -46,12 +46,24 @@ class SphericalAggregate(io.ComfyNode):
                                  display_name="normalize weights",
                                  tooltip="Scale member weights to sum of squares 1. Off reproduces the reference code's "
                                          "3-model weights, which are not unit norm."),
+                # appended (optional): older workflows load unchanged and keep "per step"
+                io.Combo.Input("strength", options=list(STRENGTHS), default=d.strength, optional=True,
+                               tooltip="per step: the member weights at every window step (the paper; more steps in "
+                                       "the window pull harder). per noise interval: the same pull at every step "
+                                       "count: each step's helper weight follows its share of the window's log-sigma "
+                                       "interval so the base keeps 'retained share' over the window (base weight "
+                                       "not used; helpers' weights set their split)."),
+                io.Float.Input("retained_share", default=d.retained_share, min=0.001, max=1.0, step=0.001,
+                               optional=True, display_name="retained share",
+                               tooltip="per noise interval only: the share of its angle to the helpers the base keeps "
+                                       "over the whole window (1 = no pull; 0.5 = half way; smaller pulls harder)."),
             ],
             outputs=[Aggregation.Output(display_name="aggregation", tooltip="Connect to a Multi-Model Sampler or Guider.")],
         )
 
     @classmethod
     def execute(cls, mode, window_unit, window_start, window_end, initial_noise, step_noise,
-                normalize_weights) -> io.NodeOutput:
+                normalize_weights, strength="per step", retained_share=0.5) -> io.NodeOutput:
         return io.NodeOutput(AggregationSettings(mode, window_unit, float(window_start), float(window_end),
-                                                 initial_noise, step_noise, bool(normalize_weights)))
+                                                 initial_noise, step_noise, bool(normalize_weights), strength,
+                                                 float(retained_share)))

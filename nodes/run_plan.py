@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..amdm_core import NoiseRange, StepWindow, planned_member_steps, steps_in_range
 from .members import MemberError
-from .settings import ComposeSettings
+from .settings import ComposeSettings, GuidanceSettings, SuperposeSettings
 from .window import resolve_compose_window, resolve_range, resolve_window
 
 
@@ -24,6 +24,7 @@ class RunPlan:
     activity: tuple                    # per member, per step: is it active (its noise range)?
     helpers_evaluated: bool            # False: the base runs alone, exactly as a stock KSampler
     planned_member_steps: int          # member steps (= evaluations for one-evaluation samplers)
+    operator: str = "amdm"             # "amdm", "compose", "guidance" or "superpose"
 
 
 def plan_run(base, helpers, aggregation, sigmas, model_sampling) -> RunPlan:
@@ -31,6 +32,11 @@ def plan_run(base, helpers, aggregation, sigmas, model_sampling) -> RunPlan:
     n = max(len(sigmas) - 1, 0)
     ranges = tuple(resolve_range(m.noise_range, model_sampling) for m in [base, *helpers])
     activity = tuple(tuple(steps_in_range(r, sigmas.detach().cpu())) for r in ranges)
+    if isinstance(aggregation, SuperposeSettings):
+        # every member at every step, with the core's own stepper (no window)
+        return RunPlan(False, n, ranges, None, None, activity, n > 0, n * (len(helpers) + 1), "superpose")
+    if isinstance(aggregation, GuidanceSettings):
+        return _plan_guidance(aggregation, sigmas, model_sampling, ranges, activity, n)
     if isinstance(aggregation, ComposeSettings):
         return _plan_compose(aggregation, sigmas, model_sampling, ranges, activity, n)
     window = resolve_window(aggregation, sigmas, model_sampling) if n else None
@@ -38,7 +44,7 @@ def plan_run(base, helpers, aggregation, sigmas, model_sampling) -> RunPlan:
         sum(a[:window.end + 1]) for a in activity[1:]]
     evaluated = any(in_window)
     return RunPlan(False, n, ranges, window, None, activity, evaluated,
-                   planned_member_steps(n, in_window) if evaluated else n)
+                   planned_member_steps(n, in_window) if evaluated else n, "amdm")
 
 
 def _plan_compose(agg, sigmas, model_sampling, ranges, activity, n) -> RunPlan:
@@ -51,4 +57,14 @@ def _plan_compose(agg, sigmas, model_sampling, ranges, activity, n) -> RunPlan:
                               f"must together cover the whole schedule.")
     evaluated = any(k > 0 for members in active for k in members)
     cost = sum(len(members) for members in active) if evaluated else n
-    return RunPlan(True, n, ranges, None, window, activity, evaluated, cost)
+    return RunPlan(True, n, ranges, None, window, activity, evaluated, cost, "compose")
+
+
+def _plan_guidance(g, sigmas, model_sampling, ranges, activity, n) -> RunPlan:
+    """The weak member (the one helper) is evaluated at the steps inside the guidance window and its
+    own noise range; the base at every step."""
+    window = resolve_compose_window(g, sigmas, model_sampling)
+    starts = [float(v) for v in sigmas[:-1]]
+    guided = [bool(len(ranges) > 1 and ranges[1].contains(s) and window.contains(s)) for s in starts]
+    evaluated = any(guided)
+    return RunPlan(True, n, ranges, None, window, activity, evaluated, n + sum(guided), "guidance")

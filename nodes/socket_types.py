@@ -45,8 +45,8 @@ def base_member_inputs():
 def config_inputs():
     return [
         Aggregation.Input("aggregation", optional=True,
-                          tooltip="From Spherical Aggregate (AMDM) or Compose Predictions. Unconnected: AMDM, spherical, "
-                                  "percent window 0-0.2, independent noise."),
+                          tooltip="From Spherical Aggregate (AMDM), Compose Predictions, Model Guidance or "
+                                  "Superposition. Unconnected: AMDM, spherical, percent window 0-0.2, independent noise."),
         DeviationConfig.Input("deviation", optional=True,
                               tooltip="From Deviation Optimize. Unconnected: faithful step 0.35 on the base model. "
                                       "Not used by Compose Predictions."),

@@ -58,6 +58,9 @@ def configurations(parameter, values, parameter_2, values_2, aggregation, deviat
 
 def _apply(c: dict, parameter: str, value) -> str:
     if parameter in ("window_end", "window_start"):
+        if not hasattr(c["aggregation"], parameter):
+            raise ValueError(f"sweep parameter '{parameter}': the connected {type(c['aggregation']).__name__} has no "
+                             f"window (Superposition runs the whole schedule); sweep another parameter")
         c["aggregation"] = dataclasses.replace(c["aggregation"], **{parameter: float(value)})
     elif parameter == "base_weight":
         c["base_weight"] = float(value)
