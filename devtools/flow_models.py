@@ -17,6 +17,12 @@ Wan 2.1-architecture BaseModels.
                                                  channels, 5-D [B, C, T, H, W] latents, shift 8). dim 128
                                                  (one head), one block, text width 4096 (fixed by the
                                                  class): see wan_conditioning().
+    models/vae/tiny_taesd16_vae.safetensors      a TAESD of the 16-channel SD3/Flux latent space (VAELoader)
+    models/vae/tiny_wan_vae.safetensors          a Wan 2.1 VAE (comfy reads its width from the weights:
+                                                 8 here) for 5-D latents, 4x in time, 8x in space
+
+Text encoders are not generated: Flux's T5-XXL, Wan's umT5-XXL (and every newer family's) have a fixed
+width in ComfyUI's config, billions of weights; tests give those models seeded conditioning instead.
 
 API: ``make_flow_models(models_dir) -> dict(kind -> Path)`` (idempotent, deterministic; an existing file is
 kept). CLI: ``python -m devtools.flow_models MODELS_DIR``.
@@ -32,10 +38,12 @@ from .reliability_models import _rescale_output
 
 FLUX_FILE = "tiny_flux_dit.safetensors"
 WAN_FILES = {"wan_high": "tiny_wan_high.safetensors", "wan_low": "tiny_wan_low.safetensors"}
+VAE_FILES = {"taesd16": "tiny_taesd16_vae.safetensors", "wan_vae": "tiny_wan_vae.safetensors"}
 FILES = {"flux": FLUX_FILE, **WAN_FILES}
 
 FLUX_SEED = 800
 WAN_SEEDS = {"wan_high": 900, "wan_low": 901}
+WAN_VAE_SEED = 902
 PROBE_SEED = 1000
 
 FLUX_AXES = [16, 56, 56]          # Flux's rope axes: one head is 128 wide
@@ -112,6 +120,26 @@ def wan_state_dict(kind: str):
     return tiny._fp16(model.state_dict())
 
 
+def wan_vae_state_dict():
+    """comfy's WanVAE leaves its convs uninitialised (comfy.ops.disable_weight_init): seeded
+    ReLU-gain normal init, RMS gammas 1, so that decoded frames are finite and not flat."""
+    import torch
+    import comfy.ldm.wan.vae as wan_vae
+    with tiny_models._seeded(WAN_VAE_SEED):
+        model = wan_vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                               temperal_downsample=[False, True, True], dropout=0.0).eval()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)):
+                    torch.nn.init.normal_(m.weight, std=(2.0 / m.weight[0].numel()) ** 0.5)
+                    if m.bias is not None:
+                        m.bias.zero_()
+            for name, p in model.named_parameters():
+                if name.endswith("gamma"):
+                    p.fill_(1.0)
+    return tiny_models._fp16(model.state_dict())
+
+
 def wan_conditioning(seed: int, tokens: int = 16):
     """A seeded stand-in for umT5-XXL output: [(1, tokens, 4096) tensor, {}], what CLIPTextEncode gives."""
     import torch
@@ -120,15 +148,19 @@ def wan_conditioning(seed: int, tokens: int = 16):
 
 
 def make_flow_models(models_dir) -> dict:
-    """Write the Flux-type and Wan-type models under models_dir/unet (kept if present)."""
+    """Write the Flux-type and Wan-type models under models_dir/unet and their VAEs under models_dir/vae
+    (kept if present)."""
     tiny_models.ensure_comfy_importable()
     unet_dir = Path(models_dir).resolve() / "unet"
     unet_dir.mkdir(parents=True, exist_ok=True)
     builders = {"flux": flux_state_dict, "wan_high": lambda: wan_state_dict("wan_high"),
                 "wan_low": lambda: wan_state_dict("wan_low")}
+    builders.update(taesd16=lambda: tiny_models.taesd_state_dict(latent_channels=16), wan_vae=wan_vae_state_dict)
+    vae_dir = unet_dir.parent / "vae"
+    vae_dir.mkdir(parents=True, exist_ok=True)
     out = {}
     for kind, build in builders.items():
-        path = unet_dir / FILES[kind]
+        path = (vae_dir / VAE_FILES[kind]) if kind in VAE_FILES else (unet_dir / FILES[kind])
         if not path.is_file():
             tiny_models._save(build(), path)
         out[kind] = path

@@ -167,15 +167,16 @@ def unet_state_dict(seed: int):
     return _fp16(build_unet(seed).state_dict())
 
 
-def taesd_state_dict():
+def taesd_state_dict(latent_channels: int = 4):
     """comfy's TAESD uses comfy.ops.disable_weight_init (weights left uninitialised): re-init every
     conv with a seeded ReLU-gain normal init, then scale the decoder's last conv so decoded images
-    sit mostly inside [0, 1] instead of saturating."""
+    sit mostly inside [0, 1] instead of saturating. latent_channels 16 gives the TAESD of the
+    SD3/Flux latent space (flow_models.py)."""
     import torch
     import comfy.taesd.taesd as taesd
 
     with _seeded(TAESD_SEED):
-        model = taesd.TAESD().eval()
+        model = taesd.TAESD(latent_channels=latent_channels).eval()
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
                 torch.nn.init.normal_(m.weight, std=math.sqrt(2.0 / m.weight[0].numel()))
@@ -185,7 +186,7 @@ def taesd_state_dict():
     # aim for mean 0.5, std ~0.25 per channel. Power-of-two scale and rounded bias keep the fp16
     # weights identical even if the probe's float result differs in its last bits.
     last = model.taesd_decoder[-1]
-    probe = 3.0 * torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(PROBE_SEED))
+    probe = 3.0 * torch.randn(1, latent_channels, 8, 8, generator=torch.Generator().manual_seed(PROBE_SEED))
     with torch.no_grad():
         raw = model.taesd_decoder(probe)
         scale = 2.0 ** round(math.log2(0.25 / raw.std().item()))

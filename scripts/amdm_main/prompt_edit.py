@@ -140,8 +140,11 @@ def apply_overrides(prompt: dict, *, seed=None, steps=None, size=None):
         if steps is not None and "steps" in ins and not isinstance(ins["steps"], list) and ct not in (
                 "KSamplerAdvanced",):
             ins["steps"] = steps
-        if size is not None and ct in ("EmptyLatentImage", "ImageScale"):
+        if size is not None and ct in ("EmptyLatentImage", "EmptySD3LatentImage", "ImageScale",
+                                       "EmptyHunyuanLatentVideo"):
             ins["width"] = ins["height"] = size
+        if size is not None and ct == "EmptyHunyuanLatentVideo":
+            ins["length"] = min(ins["length"], 5)       # 2 latent frames: enough to be video, small on a CPU
         if size is not None and ct == "GLIGENTextBoxApply":   # boxes were drawn for 512 x 512
             f = size / 512
             for k in ("width", "height", "x", "y"):

@@ -11,11 +11,31 @@ CONTENT_CKPT = "content_model_sd15.safetensors"
 STYLE_CKPT = "style_model_sd15.safetensors"
 GLIGEN_MODEL = "gligen_sd14_textbox_pruned.safetensors"
 INPUT_IMAGE = "example.png"
+# flow families (README "Model families"): Flux.1-dev finetunes and Wan 2.2 A14B's two experts, with the
+# file names of ComfyUI's own example workflows where one exists
+FLUX_A = "flux1_dev_finetune_a.safetensors"
+FLUX_B = "flux1_dev_finetune_b.safetensors"
+FLUX_CLIP_L = "clip_l.safetensors"
+FLUX_T5 = "t5xxl_fp8_e4m3fn.safetensors"
+FLUX_VAE = "ae.safetensors"
+WAN_HIGH = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"
+WAN_LOW = "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
+WAN_T5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+WAN_VAE = "wan_2.1_vae.safetensors"
 PLACEHOLDERS = {
     CONTENT_CKPT: "an SD1.5 checkpoint for content (the base model whose result you get), in models/checkpoints",
     STYLE_CKPT: "a second SD1.5 checkpoint, e.g. a style finetune (the helper), in models/checkpoints",
     GLIGEN_MODEL: "the SD1.x GLIGEN text-box model (gligen_sd14_textbox_pruned.safetensors), in models/gligen",
     INPUT_IMAGE: "the input image for img2img (ComfyUI ships input/example.png)",
+    FLUX_A: "a Flux.1-dev diffusion model (the base: its result is what you get), in models/diffusion_models",
+    FLUX_B: "a second Flux.1-dev finetune (the helper), in models/diffusion_models",
+    FLUX_CLIP_L: "Flux's CLIP-L text encoder, in models/text_encoders",
+    FLUX_T5: "Flux's T5-XXL text encoder, in models/text_encoders",
+    FLUX_VAE: "the Flux VAE (ae.safetensors), in models/vae",
+    WAN_HIGH: "Wan 2.2 T2V A14B high-noise expert, in models/diffusion_models",
+    WAN_LOW: "Wan 2.2 T2V A14B low-noise expert, in models/diffusion_models",
+    WAN_T5: "Wan's umT5-XXL text encoder, in models/text_encoders",
+    WAN_VAE: "the Wan 2.1 VAE (Wan 2.2 A14B uses it), in models/vae",
 }
 
 PROMPT = "a red fox sitting in a sunny meadow, detailed, high quality"
@@ -257,6 +277,104 @@ def sweep():
     return nodes, _note(note, h=480)
 
 
+FLUX_PROMPT = "a red fox sitting in a sunny meadow, golden hour, detailed fur"
+FLUX_HELPER_PROMPT = "a red fox sitting in a sunny meadow, watercolor painting, soft brush strokes"
+
+
+def flux_two_models():
+    """AMDM with two Flux.1-dev finetunes: guidance distilled, so cfg 1 everywhere (one evaluation per
+    member step) and each member's guidance comes from its own FluxGuidance node."""
+    enc = {"clip": [3, 0]}
+    nodes = [
+        {"id": 1, "type": "UNETLoader", "title": "Flux finetune A (base)", "col": 0,
+         "widgets": {"unet_name": FLUX_A, "weight_dtype": "default"}, **BASE_COLOR},
+        {"id": 2, "type": "UNETLoader", "title": "Flux finetune B (helper)", "col": 0,
+         "widgets": {"unet_name": FLUX_B, "weight_dtype": "default"}},
+        {"id": 3, "type": "DualCLIPLoader", "col": 0,
+         "widgets": {"clip_name1": FLUX_CLIP_L, "clip_name2": FLUX_T5, "type": "flux"}},
+        {"id": 4, "type": "VAELoader", "col": 0, "widgets": {"vae_name": FLUX_VAE}},
+        {"id": 5, "type": "CLIPTextEncode", "title": "Base positive", "col": 1, "widgets": {"text": FLUX_PROMPT},
+         "links": enc},
+        {"id": 6, "type": "CLIPTextEncode", "title": "Negative (unused at cfg 1)", "col": 1, "widgets": {"text": ""},
+         "links": enc},
+        {"id": 7, "type": "CLIPTextEncode", "title": "Helper positive", "col": 1,
+         "widgets": {"text": FLUX_HELPER_PROMPT}, "links": enc},
+        {"id": 8, "type": "FluxGuidance", "title": "Base guidance", "col": 1, "widgets": {"guidance": 3.5},
+         "links": {"conditioning": [5, 0]}},
+        {"id": 9, "type": "FluxGuidance", "title": "Helper guidance", "col": 1, "widgets": {"guidance": 3.5},
+         "links": {"conditioning": [7, 0]}},
+        {"id": 10, "type": "EmptySD3LatentImage", "col": 2, "widgets": {"width": 1024, "height": 1024, "batch_size": 1}},
+        _member(11, "Finetune B member (helper)", {"model": [2, 0], "positive": [9, 0], "negative": [6, 0]},
+                cfg=1.0),
+        _aggregate(12),
+        _deviation(13),
+        _sampler(14, {"model": [1, 0], "positive": [8, 0], "negative": [6, 0], "members": [11, 0],
+                      "latent_image": [10, 0], "aggregation": [12, 0], "deviation": [13, 0]},
+                 cfg=1.0, scheduler="simple"),
+        *_decode_save(15, [14, 0], [4, 0], "amdm/flux_two_models"),
+    ]
+    note = (
+        "**Model files are placeholders.** Put your own files there:\n\n"
+        + "".join(f"- `{f}`: {PLACEHOLDERS[f]}\n" for f in (FLUX_A, FLUX_B, FLUX_CLIP_L, FLUX_T5, FLUX_VAE))
+        + "\nFlux.1-dev is guidance distilled: **cfg 1** on the sampler and the member (one model evaluation "
+        "per member step; the negative is not used), and the guidance strength comes from each member's own "
+        "FluxGuidance. Both finetunes must be Flux.1 models (one latent space); they may differ in shift. "
+        "AMDM aggregates in VP units of the flow state (README, Model families): paper weights 0.5 / 0.866, "
+        "steps 1-3 of 20, euler + simple.")
+    return nodes, _note(note, h=520)
+
+
+WAN22_T2V_BOUNDARY = 0.875     # Wan 2.2's switch from the high-noise to the low-noise expert (text to video)
+
+
+def wan22_experts_handoff():
+    """Wan 2.2 A14B's two experts in one pass: the high-noise expert above sigma 0.875, the low-noise
+    expert below (the official boundary), as Compose Predictions with member noise ranges."""
+    enc = {"clip": [5, 0]}
+    nodes = [
+        {"id": 1, "type": "UNETLoader", "title": "High-noise expert", "col": 0,
+         "widgets": {"unet_name": WAN_HIGH, "weight_dtype": "default"}},
+        {"id": 2, "type": "UNETLoader", "title": "Low-noise expert (base, finishes)", "col": 0,
+         "widgets": {"unet_name": WAN_LOW, "weight_dtype": "default"}, **BASE_COLOR},
+        {"id": 3, "type": "ModelSamplingSD3", "title": "Shift (high)", "col": 1, "widgets": {"shift": 8.0},
+         "links": {"model": [1, 0]}},
+        {"id": 4, "type": "ModelSamplingSD3", "title": "Shift (low)", "col": 1, "widgets": {"shift": 8.0},
+         "links": {"model": [2, 0]}},
+        {"id": 5, "type": "CLIPLoader", "col": 0, "widgets": {"clip_name": WAN_T5, "type": "wan"}},
+        {"id": 6, "type": "VAELoader", "col": 0, "widgets": {"vae_name": WAN_VAE}},
+        {"id": 7, "type": "CLIPTextEncode", "title": "Positive", "col": 1,
+         "widgets": {"text": "a red fox walks through a sunny meadow, the camera follows it, cinematic"},
+         "links": enc},
+        {"id": 8, "type": "CLIPTextEncode", "title": "Negative", "col": 1,
+         "widgets": {"text": "blurry, static, low quality, watermark, text"}, "links": enc},
+        {"id": 9, "type": "EmptyHunyuanLatentVideo", "col": 2,
+         "widgets": {"width": 640, "height": 640, "length": 81, "batch_size": 1}},
+        _member(10, "High-noise expert: sigma 1-0.875", {"model": [3, 0], "positive": [7, 0], "negative": [8, 0]},
+                cfg=3.5, weight=1.0, range_unit="sigma", range_start=1.0, range_end=WAN22_T2V_BOUNDARY),
+        {"id": 11, "type": "AMDM_ComposePredictions", "title": "Handoff (one member at a time)", "col": 2,
+         "widgets": {"mode": "average", "window_unit": "percent", "window_start": 0.0, "window_end": 1.0}},
+        _sampler(12, {"model": [4, 0], "positive": [7, 0], "negative": [8, 0], "members": [10, 0],
+                      "latent_image": [9, 0], "aggregation": [11, 0]},
+                 cfg=3.5, scheduler="simple", base_weight=1.0, base_range_unit="sigma",
+                 base_range_start=WAN22_T2V_BOUNDARY, base_range_end=0.0),
+        {"id": 13, "type": "VAEDecode", "col": 4, "links": {"samples": [12, 0], "vae": [6, 0]}},
+        # an animated WEBP: the one video saver whose inputs are the same on every tested host
+        {"id": 14, "type": "SaveAnimatedWEBP", "col": 4,
+         "widgets": {"filename_prefix": "amdm/wan22_handoff", "fps": 16.0, "lossless": False, "quality": 90,
+                     "method": "default"},
+         "links": {"images": [13, 0]}},
+    ]
+    note = (
+        "**Model files are placeholders.** Put your own files there:\n\n"
+        + "".join(f"- `{f}`: {PLACEHOLDERS[f]}\n" for f in (WAN_HIGH, WAN_LOW, WAN_T5, WAN_VAE))
+        + f"\n**Wan 2.2 expert handoff in one pass** (not AMDM): the high-noise expert denoises while sigma > "
+        f"{WAN22_T2V_BOUNDARY} (Wan 2.2's boundary for text to video; use 0.9 for image to video), the "
+        "low-noise expert the rest. For euler this equals the usual two chained KSamplerAdvanced split at "
+        "that step; multistep samplers (dpmpp_2m, res_multistep, uni_pc) keep their history across the "
+        "switch, which the chain cannot. The boundary is a noise level, so it holds for any step count.")
+    return nodes, _note(note, h=560)
+
+
 # name -> (builder, one-line description)
 WORKFLOWS = {
     "amdm_sd15_two_models": (two_models, "two SD1.5 checkpoints (content + style), paper settings"),
@@ -266,6 +384,8 @@ WORKFLOWS = {
     "amdm_sd15_handoff_compose": (handoff_compose, "handoff by noise level (Compose Predictions + member ranges)"),
     "amdm_sd15_windowed_compose": (windowed_compose, "windowed composable diffusion (Compose Predictions)"),
     "amdm_sd15_sweep": (sweep, "Multi-Model Sweep: labelled grid over window end x base weight"),
+    "amdm_flux_two_models": (flux_two_models, "two Flux.1-dev finetunes (cfg 1, FluxGuidance), paper settings"),
+    "wan22_experts_handoff": (wan22_experts_handoff, "Wan 2.2 high-noise -> low-noise expert handoff at sigma 0.875"),
 }
 MAIN_WORKFLOW = "amdm_sd15_two_models"
 
@@ -283,4 +403,6 @@ TEMPLATE_TITLES = {
     "amdm_sd15_handoff_compose": "Handoff by noise level",
     "amdm_sd15_windowed_compose": "Windowed composition",
     "amdm_sd15_sweep": "Multi Model Sweep grid",
+    "amdm_flux_two_models": "AMDM, two Flux models",
+    "wan22_experts_handoff": "Wan 2.2 experts handoff",
 }

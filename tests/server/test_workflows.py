@@ -32,7 +32,7 @@ def object_info(comfy_server, tiny_model_set):
 
 
 def test_files_exist_and_templates_are_the_ui_files():
-    assert len(NAMES) == 7
+    assert len(NAMES) == 9
     titles = ah.workflow_specs.TEMPLATE_TITLES
     assert sorted(titles) == sorted(NAMES) and len(set(titles.values())) == len(NAMES)
     for name in NAMES:
