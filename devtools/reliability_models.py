@@ -94,11 +94,11 @@ def sdxl_state_dict():
     return tiny._fp16(unet.state_dict())
 
 
-def sd3_state_dict():
+def sd3_state_dict(seed: int = SD3_SEED):
     import torch
     import comfy.ldm.modules.diffusionmodules.mmdit as mmdit
     tiny = _tiny()
-    with tiny._seeded(SD3_SEED):
+    with tiny._seeded(seed):
         dit = mmdit.MMDiT(**SD3_MMDIT_CONFIG, operations=tiny._init_ops()).eval()
         # pos_embed is allocated with torch.empty (the real one is loaded from the checkpoint): fill it.
         # The rest keeps torch's default init (not the reference adaLN-zero init), so the output depends

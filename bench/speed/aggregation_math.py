@@ -15,7 +15,7 @@ import gc
 import logging
 import statistics
 
-from host_setup import TOKENS, WIDTH, Host, Member
+from host_setup import TOKENS, WIDTH, Host, Member, latent_channels
 
 log = logging.getLogger("amdm.bench")
 
@@ -69,12 +69,12 @@ def matches_amdm_sample(core, torch, results, raw_weights, mode: str, deviation)
     return bool(torch.equal(out, states[0])) and trace.norm_ratio == [ratio]
 
 
-def step_results(host: Host, side: int, k: int):
-    """K members' post-step results at 4 x side x side (batch 1, fp32 as in the sampler): Euler steps,
-    so each result's mean is its state."""
+def step_results(host: Host, side: int, k: int, channels: int = 4):
+    """K members' post-step results at channels x side x side (batch 1, fp32 as in the sampler): Euler
+    steps, so each result's mean is its state."""
     torch, core = host.torch, host.core
     g = torch.Generator().manual_seed(side * 100 + k)
-    states = [(torch.randn(1, 4, side, side, generator=g) * SIGMAS[-1]).to(host.device) for _ in range(k)]
+    states = [(torch.randn(1, channels, side, side, generator=g) * SIGMAS[-1]).to(host.device) for _ in range(k)]
     return [core.StepResult(s, s, SIGMAS[-1]) for s in states]
 
 
@@ -104,9 +104,10 @@ def median_time(host: Host, fn, outer: int, min_seconds: float) -> float:
     return statistics.median(samples)
 
 
-def time_aggregation_step(host: Host, side: int, k: int, mode: str, outer: int, min_seconds: float) -> dict:
+def time_aggregation_step(host: Host, side: int, k: int, mode: str, outer: int, min_seconds: float,
+                          channels: int = 4) -> dict:
     torch, core = host.torch, host.core
-    results = step_results(host, side, k)
+    results = step_results(host, side, k, channels)
     raw_weights, deviation = [1.0] * k, core.FAITHFUL.deviation
     same = matches_amdm_sample(core, torch, results, raw_weights, mode, deviation)
     with torch.inference_mode():
@@ -122,7 +123,7 @@ def time_forward(host: Host, member: Member, side: int, warmup: int, reps: int) 
     unet = member.patcher.model.diffusion_model
     dtype = member.patcher.model.get_dtype()
     g = torch.Generator().manual_seed(side)
-    x = torch.randn(1, 4, side, side, generator=g).to(host.device, dtype)
+    x = torch.randn(1, latent_channels(member), side, side, generator=g).to(host.device, dtype)
     ctx = torch.randn(1, TOKENS, WIDTH, generator=g).to(host.device, dtype)
     ts = torch.tensor([500.0], device=host.device)
     samples = []
@@ -139,17 +140,19 @@ def time_forward(host: Host, member: Member, side: int, warmup: int, reps: int) 
 
 
 def measure_math(host: Host, member: Member, side: int, cfg: dict) -> dict:
-    """One row of results["math"]: the forward at 4 x side x side, then every (mode, K) against it."""
+    """One row of results["math"]: the forward at C x side x side (the member's latent channels), then
+    every (mode, K) against it."""
+    channels = latent_channels(member)
     min_s = 0.05 if host.device.type == "cpu" else 0.02
     fwd = time_forward(host, member, side, cfg["forward_warmup"], cfg["forward_reps"])
     entries = []
     for mode in MODES:
         for k in cfg["math_ks"]:
-            en = time_aggregation_step(host, side, k, mode, cfg["math_outer"], min_s)
+            en = time_aggregation_step(host, side, k, mode, cfg["math_outer"], min_s, channels)
             en["ratio_vs_forward"] = en["seconds"] / fwd["seconds"]
             entries.append(en)
-    log.info("math at 4x%dx%d: forward %.4f s; spherical K=%d %.2e s (ratio %.2e), slerp K=%d %.2e s "
-             "(ratio %.2e); every step equal to amdm_sample's: %s", side, side, fwd["seconds"], entries[0]["K"],
+    log.info("math at %dx%dx%d: forward %.4f s; spherical K=%d %.2e s (ratio %.2e), slerp K=%d %.2e s "
+             "(ratio %.2e); every step equal to amdm_sample's: %s", channels, side, side, fwd["seconds"], entries[0]["K"],
              entries[0]["seconds"], entries[0]["ratio_vs_forward"], entries[-1]["K"], entries[-1]["seconds"],
              entries[-1]["ratio_vs_forward"], all(en["matches_amdm_sample"] for en in entries))
-    return {"latent": [4, side, side], "batch": 1, "forward": fwd, "entries": entries}
+    return {"latent": [channels, side, side], "batch": 1, "forward": fwd, "entries": entries}

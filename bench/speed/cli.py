@@ -20,7 +20,9 @@ MODES = {
                  free_k=8, repeats=5, min_repeats=3, math_sizes=[64, 128], math_ks=[2, 3, 4, 5, 6, 7, 8],
                  math_outer=7, forward_warmup=1, forward_reps=2, memory_ks=[2, 4, 8], time_budget=0.0),
 }
-LATENT_BY_MODEL = {"tiny": 8, "sd15": 64}   # tiny on CPU: 8x8 latents keep the full run at ~20 min
+LATENT_BY_MODEL = {"tiny": 8, "sd15": 64, "sd3": 8}   # tiny on CPU: 8x8 latents keep the full run at ~20 min
+LATENT_CHANNELS_BY_MODEL = {"tiny": 4, "sd15": 4, "sd3": 16}
+MAX_SIDE_BY_MODEL = {"sd3": 16}   # the tiny MMDiT's position table covers latents up to 16 x 16
 # the options that override the mode's setting of the same name
 LIST_OVERRIDES = ("ks", "window_ends", "memory_ks", "math_sizes")      # "2,3"
 NUMBER_OVERRIDES = ("steps", "window_k", "free_k")
@@ -36,9 +38,10 @@ def parse_args(argv):
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="K = 2..8, windows 1/3/7/15 of 20 steps, 4x64x64 and 4x128x128, repeats")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--model", choices=["tiny", "sd15"], default=None,
+    p.add_argument("--model", choices=["tiny", "sd15", "sd3"], default=None,
                    help="tiny: the test suite's 13.6 M-parameter SD1.5-format UNet; sd15: full-size SD1.5 UNet, "
-                        "random weights (default: tiny on cpu, sd15 on cuda)")
+                        "random weights; sd3: the flow family, the test suite's tiny SD3-type MMDiT (16-channel latents) "
+                        "(default: tiny on cpu, sd15 on cuda)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default bench/results/speed/<device>[-quick])")
     p.add_argument("--latent", type=int, default=None, help="latent side for the overhead and memory runs "
@@ -116,9 +119,14 @@ def mode_settings(ns) -> dict:
 def settings_from_args(ns) -> Settings:
     cfg = mode_settings(ns)
     model = ns.model or ("sd15" if ns.device == "cuda" else "tiny")
+    if model in MAX_SIDE_BY_MODEL:
+        cfg["math_sizes"] = sorted({min(v, MAX_SIDE_BY_MODEL[model]) for v in cfg["math_sizes"]})
     if any(e > cfg["steps"] - 1 for e in cfg["window_ends"] + [cfg["window_end"]]):
         raise SystemExit(f"window ends must be <= N - 1 = {cfg['steps'] - 1}")
-    return Settings(mode=ns.mode, device=ns.device, model=model, side=ns.latent or LATENT_BY_MODEL[model], cfg=cfg,
+    side = ns.latent or LATENT_BY_MODEL[model]
+    if side > MAX_SIDE_BY_MODEL.get(model, side):
+        raise SystemExit(f"--latent {side} is larger than the {model} model takes ({MAX_SIDE_BY_MODEL[model]})")
+    return Settings(mode=ns.mode, device=ns.device, model=model, side=side, cfg=cfg,
                     skip={s.strip() for s in ns.skip.split(",") if s.strip()},
                     threads=ns.threads or (1 if ns.device == "cpu" else None),
                     out=ns.out or RESULTS_ROOT / (ns.device + ("-quick" if ns.mode == "quick" else "")))

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from devtools import tiny_models
+from devtools import reliability_models, tiny_models
 from devtools.host import check_comfyui_origin, import_pack, put_comfyui_first
 
 HERE = Path(__file__).resolve().parent
@@ -174,17 +174,26 @@ def _member_state_dict(host: Host, kind: str, index: int):
     if kind == "tiny":
         mtm = _make_tiny_models()
         return mtm.unet_state_dict(mtm.variant_seed(MEMBER_NAMES[index]))
+    if kind == "sd3":   # the flow family: the test suite's tiny SD3-type MMDiT, one seed per member
+        return reliability_models.sd3_state_dict(reliability_models.SD3_SEED + index)
     return _sd15_state_dict(host, 1000 + index, host.device)
 
 
-def _load_as_sd15(host: Host, state_dict, kind: str):
-    """The UNet through ComfyUI's own loader, which must read it back as SD1.5."""
+DETECTED_AS = {"tiny": "SD15", "sd15": "SD15", "sd3": "SD3"}
+
+
+def latent_channels(member: Member) -> int:
+    return member.patcher.get_model_object("latent_format").latent_channels
+
+
+def _load_checked(host: Host, state_dict, kind: str):
+    """The model through ComfyUI's own loader, which must read it back as the intended family."""
     patcher = host.sd.load_diffusion_model_state_dict(state_dict)
     if patcher is None:
         raise SystemExit(f"ComfyUI did not recognise the generated {kind} UNet")
     detected = type(patcher.model.model_config).__name__
-    if detected != "SD15":
-        raise SystemExit(f"the generated {kind} UNet was detected as {detected}, not SD15")
+    if detected != DETECTED_AS[kind]:
+        raise SystemExit(f"the generated {kind} model was detected as {detected}, not {DETECTED_AS[kind]}")
     return patcher
 
 
@@ -194,7 +203,7 @@ def build_members(host: Host, kind: str, count: int) -> list[Member]:
     members = []
     clock = UnetClock(enabled=host.device.type != "cuda")
     for i in range(count):
-        patcher = _load_as_sd15(host, _member_state_dict(host, kind, i), kind)
+        patcher = _load_checked(host, _member_state_dict(host, kind, i), kind)
         members.append(Member(MEMBER_NAMES[i], patcher, seeded_conditioning(torch, i), empty_conditioning(torch),
                               clock))
         if host.device.type == "cuda":

@@ -8,7 +8,7 @@ import logging
 import statistics
 import time
 
-from host_setup import Host, Member
+from host_setup import Host, Member, latent_channels
 
 log = logging.getLogger("amdm.bench")
 
@@ -22,7 +22,7 @@ class Bench:
 
     def __init__(self, host: Host, members: list[Member], latent_side: int, steps: int):
         self.host, self.members, self.side, self.steps = host, members, latent_side, steps
-        self.latent = {"samples": host.torch.zeros(1, 4, latent_side, latent_side)}
+        self.latent = {"samples": host.torch.zeros(1, latent_channels(members[0]), latent_side, latent_side)}
 
     def _reset_counts(self):
         for m in self.members:

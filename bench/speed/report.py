@@ -365,7 +365,7 @@ def summary_lines(results) -> str:
         out.append(f"  pooled {key}: median {st['median']:.3f} [{st['q1']:.3f}, {st['q3']:.3f}] (n={st['n']})")
     for r in results["math"]:
         for en in r["entries"]:
-            out.append(f"  math 4x{r['latent'][1]}x{r['latent'][2]} {en['mode']:<9} K={en['K']}: "
+            out.append(f"  math {r['latent'][0]}x{r['latent'][1]}x{r['latent'][2]} {en['mode']:<9} K={en['K']}: "
                        f"{en['ratio_vs_forward']:.2e} of one forward")
     for r in results["memory"]:
         out.append(f"  memory K={r['K']}: MMS peak / weights {r['mms_peak_vs_weights']:.3f}, "

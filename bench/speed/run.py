@@ -3,7 +3,7 @@
 
 Run from the repository root with the venv python (see bench/README_speed.md):
 
-    python bench/speed/run.py --quick|--full [--device cpu|cuda] [--model tiny|sd15] [--out DIR]
+    python bench/speed/run.py --quick|--full [--device cpu|cuda] [--model tiny|sd15|sd3] [--out DIR]
 
 Everything is measured in ONE process, variants interleaved, and reported as ratios:
 
@@ -53,7 +53,7 @@ if str(HERE.parents[1]) not in sys.path:
     sys.path.append(str(HERE.parents[1]))
 import report  # noqa: E402
 from aggregation_math import measure_math  # noqa: E402
-from cli import Settings, parse_args, settings_from_args  # noqa: E402
+from cli import LATENT_CHANNELS_BY_MODEL, Settings, parse_args, settings_from_args  # noqa: E402
 from host_setup import Host, build_members  # noqa: E402
 from overhead import CFG, SAMPLER, SCHEDULER, SEED, Bench, measure_config  # noqa: E402
 from peak_memory import measure_memory  # noqa: E402
@@ -133,7 +133,7 @@ def load_average():
 def run_settings(s: Settings, repeats: int) -> dict:
     cfg = s.cfg
     return {"steps": s.steps, "ks": cfg["ks"], "window_end": s.window_end, "window_k": s.window_k,
-            "window_ends": cfg["window_ends"], "free_k": cfg["free_k"], "latent": [1, 4, s.side, s.side],
+            "window_ends": cfg["window_ends"], "free_k": cfg["free_k"], "latent": [1, LATENT_CHANNELS_BY_MODEL[s.model], s.side, s.side],
             "cfg": CFG, "sampler": SAMPLER, "scheduler": SCHEDULER, "seed": SEED, "repeats": repeats,
             "repeats_requested": cfg["repeats"], "time_budget": cfg["time_budget"], "math_sizes": cfg["math_sizes"],
             "math_ks": cfg["math_ks"], "memory_ks": cfg["memory_ks"], "skipped": sorted(s.skip),

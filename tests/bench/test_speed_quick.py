@@ -26,20 +26,30 @@ RUN = REPO_ROOT / "bench" / "speed" / "run.py"
 COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI").resolve()
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory):
+def run_quick(tmp_path_factory, *extra):
     if not (COMFYUI_PATH / "nodes.py").is_file():
         pytest.fail(f"ComfyUI not found at {COMFYUI_PATH}: run scripts/setup_env.sh or set COMFYUI_PATH",
                     pytrace=False)
     out = tmp_path_factory.mktemp("speed_quick")
     env = dict(os.environ, COMFYUI_PATH=str(COMFYUI_PATH), PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, str(RUN), "--quick", "--device", "cpu", "--out", str(out)],
+    proc = subprocess.run([sys.executable, str(RUN), "--quick", "--device", "cpu", "--out", str(out), *extra],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         pytest.fail(f"bench/speed/run.py --quick exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
                     f"{proc.stderr[-6000:]}", pytrace=False)
     results = json.loads((out / "results.json").read_text())
     return out, results, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    return run_quick(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def quick_flow(tmp_path_factory):
+    """The flow family (--model sd3: tiny SD3-type MMDiTs, 16-channel latents), memory skipped."""
+    return run_quick(tmp_path_factory, "--model", "sd3", "--skip", "memory")
 
 
 def _finite_positive(x) -> bool:
@@ -126,3 +136,19 @@ def test_memory_is_measured_against_the_weights(quick):
             m = row[variant]
             assert m["working_bytes"] >= 0 and m["peak_bytes"] >= m["weights_bytes"], (variant, m)
         assert math.isfinite(row["mms_peak_vs_weights"]) and row["mms_peak_vs_weights"] >= 1
+
+
+def test_flow_family_does_the_same_evaluations_as_stock(quick_flow):
+    """The speed benchmark's flow family: the members are read back as SD3 (flow matching), the latent
+    has 16 channels, every variant does exactly the evaluations the plan says, and the timed
+    aggregation is the core's own step (ratios are printed by the benchmark, not bounded here)."""
+    _, r, _ = quick_flow
+    assert r["model"]["kind"] == "sd3" and r["model"]["detected_as"] == "SD3"
+    assert r["settings"]["latent"][1] == 16
+    test_every_variant_does_the_same_evaluations(quick_flow)
+    for e in r["overhead"]:
+        for v in [e["ratio_vs_single"]["median"]] + ([] if e["group"] == "free" else [e["ratio_vs_separate"]["median"]]):
+            assert _finite_positive(v) and v < 10, e
+    (row,) = r["math"]
+    assert row["latent"] == [16, 16, 16]      # math_sizes capped at the MMDiT's 16 x 16
+    assert all(en["matches_amdm_sample"] is True for en in row["entries"])
