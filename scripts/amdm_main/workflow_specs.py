@@ -10,6 +10,7 @@ from __future__ import annotations
 CONTENT_CKPT = "content_model_sd15.safetensors"
 STYLE_CKPT = "style_model_sd15.safetensors"
 GLIGEN_MODEL = "gligen_sd14_textbox_pruned.safetensors"
+WEAK_CKPT = "sd15_base_model.safetensors"
 INPUT_IMAGE = "example.png"
 # flow families (README "Model families"): Flux.1-dev finetunes and Wan 2.2 A14B's two experts, with the
 # file names of ComfyUI's own example workflows where one exists
@@ -25,6 +26,7 @@ WAN_VAE = "wan_2.1_vae.safetensors"
 PLACEHOLDERS = {
     CONTENT_CKPT: "an SD1.5 checkpoint for content (the base model whose result you get), in models/checkpoints",
     STYLE_CKPT: "a second SD1.5 checkpoint, e.g. a style finetune (the helper), in models/checkpoints",
+    WEAK_CKPT: "the model your finetune was trained from, e.g. SD1.5 itself (the weak model), in models/checkpoints",
     GLIGEN_MODEL: "the SD1.x GLIGEN text-box model (gligen_sd14_textbox_pruned.safetensors), in models/gligen",
     INPUT_IMAGE: "the input image for img2img (ComfyUI ships input/example.png)",
     FLUX_A: "a Flux.1-dev diffusion model (the base: its result is what you get), in models/diffusion_models",
@@ -277,6 +279,53 @@ def sweep():
     return nodes, _note(note, h=480)
 
 
+def model_guidance():
+    """Weak-to-strong autoguidance: the finetune (strong, the base member) guided away from the model it
+    was trained from (weak, the one helper), in the paper's three-evaluation form with the base's CFG."""
+    nodes = _common(content_title="Finetune (strong, base)", style_title="Base SD1.5 (weak)") + [
+        _empty_latent(7),
+        _member(8, "Weak member", HELPER_LINKS, cfg=1.0, weight=1.0),
+        {"id": 9, "type": "AMDM_ModelGuidance", "col": 2,
+         "widgets": {"form": "autoguidance_cfg", "w": 2.0, "window_unit": "percent", "window_start": 0.0,
+                     "window_end": 1.0}},
+        _sampler(10, {**BASE_LINKS, "members": [8, 0], "latent_image": [7, 0], "aggregation": [9, 0]},
+                 cfg=5.0, base_weight=1.0, scheduler="normal"),
+        *_decode_save(11, [10, 0], [1, 2], "amdm/model_guidance"),
+    ]
+    nodes[1]["widgets"] = {"ckpt_name": WEAK_CKPT}
+    nodes[4].update(title="Weak positive", widgets={"text": PROMPT})     # the weak model reads the same prompt
+    nodes[5]["title"] = "Weak negative"
+    note = (
+        "**Model files are placeholders.** Put your own files there:\n\n"
+        f"- `{CONTENT_CKPT}`: an SD1.5 finetune (the strong model, whose result you get)\n"
+        f"- `{WEAK_CKPT}`: {PLACEHOLDERS[WEAK_CKPT]}\n\n"
+        "**Model guidance (autoguidance, Karras et al. 2024)**, not AMDM: one trajectory; at each step the "
+        "finetune's CFG result plus (w - 1) x (finetune - weak model), both on the same prompt. Three "
+        "evaluations per step. Guidance weight 1 is the finetune alone; the weak model should be a weaker "
+        "version of the strong one (the model it was finetuned from, an earlier or smaller one).")
+    return nodes, _note(note, h=520)
+
+
+def superposition():
+    """SuperDiff OR of two models: each sample follows the member whose density is highest, tracked
+    along the reverse SDE; its own stepper, so many steps."""
+    nodes = _common() + [
+        _empty_latent(7),
+        _member(8, "Style member (helper)", HELPER_LINKS, weight=1.0),
+        {"id": 9, "type": "AMDM_Superposition", "col": 2, "widgets": {"mode": "or", "temperature": 1.0}},
+        _sampler(10, {**BASE_LINKS, "members": [8, 0], "latent_image": [7, 0], "aggregation": [9, 0]},
+                 steps=50, base_weight=1.0, scheduler="karras"),
+        *_decode_save(11, [10, 0], [1, 2], "amdm/superposition"),
+    ]
+    note = NOTE_MODELS + (
+        "\n**Superposition (SuperDiff, Skreta et al. 2024)**, not AMDM: both models on one trajectory; at every "
+        "step their noise predictions (each with its own CFG) are mixed per image with weights from each "
+        "model's log-density, tracked along the reverse SDE. OR: each image follows one model (a mixture); "
+        "AND: images both models find equally likely. It runs its own SDE stepper (the sampler choice is "
+        "not used); the scheduler and steps give the noise levels, and it needs many steps (50 here).")
+    return nodes, _note(note, h=520)
+
+
 FLUX_PROMPT = "a red fox sitting in a sunny meadow, golden hour, detailed fur"
 FLUX_HELPER_PROMPT = "a red fox sitting in a sunny meadow, watercolor painting, soft brush strokes"
 
@@ -386,6 +435,8 @@ WORKFLOWS = {
     "amdm_sd15_sweep": (sweep, "Multi-Model Sweep: labelled grid over window end x base weight"),
     "amdm_flux_two_models": (flux_two_models, "two Flux.1-dev finetunes (cfg 1, FluxGuidance), paper settings"),
     "wan22_experts_handoff": (wan22_experts_handoff, "Wan 2.2 high-noise -> low-noise expert handoff at sigma 0.875"),
+    "amdm_sd15_model_guidance": (model_guidance, "weak-to-strong model guidance (autoguidance with CFG)"),
+    "amdm_sd15_superposition": (superposition, "SuperDiff OR superposition of two SD1.5 models"),
 }
 MAIN_WORKFLOW = "amdm_sd15_two_models"
 
@@ -405,4 +456,6 @@ TEMPLATE_TITLES = {
     "amdm_sd15_sweep": "Multi Model Sweep grid",
     "amdm_flux_two_models": "AMDM, two Flux models",
     "wan22_experts_handoff": "Wan 2.2 experts handoff",
+    "amdm_sd15_model_guidance": "Model guidance, weak to strong",
+    "amdm_sd15_superposition": "Superposition, SuperDiff OR",
 }

@@ -42,6 +42,7 @@ def ensure_demo_models(tiny_model_set) -> dict:
     paths = demo_models.make_demo_models(tiny_model_set.base_dir)
     return {workflow_specs.CONTENT_CKPT: paths["content"].name,
             workflow_specs.STYLE_CKPT: paths["style"].name,
+            workflow_specs.WEAK_CKPT: paths["style"].name,
             workflow_specs.GLIGEN_MODEL: paths["gligen"].name,
             workflow_specs.INPUT_IMAGE: COMFY_EXAMPLE_IMAGE_NAME}
 

@@ -8,6 +8,7 @@ import pytest
 
 import api_helpers as ah
 from amdm_main import build_workflows, workflow_format as wf
+from devtools import flow_models
 from devtools.host import HOST_ORDER, comfyui_path
 
 NAMES = ah.WORKFLOW_NAMES
@@ -27,12 +28,13 @@ NEWEST = host_version() == GENERATED_ON
 @pytest.fixture(scope="module")
 def object_info(comfy_server, tiny_model_set):
     ah.ensure_demo_models(tiny_model_set)   # so the model combos list the demo files
+    flow_models.make_flow_models(tiny_model_set.models_dir)
     ah.upload_input_image(comfy_server)
     return comfy_server.object_info()
 
 
 def test_files_exist_and_templates_are_the_ui_files():
-    assert len(NAMES) == 9
+    assert len(NAMES) == 11
     titles = ah.workflow_specs.TEMPLATE_TITLES
     assert sorted(titles) == sorted(NAMES) and len(set(titles.values())) == len(NAMES)
     for name in NAMES:
@@ -109,14 +111,23 @@ def test_ui_workflow_and_api_twin_agree(object_info, name):
     assert wf.ui_to_api(ui, object_info) == api
     # the API twin is valid for the server once the placeholders name real files
     g = wf.substitute(api, _demo_names())
-    assert wf.check_api_against_schemas(g, object_info) == []
+    errors = wf.check_api_against_schemas(g, object_info)
+    # T5-XXL / umT5-XXL cannot be generated small (test_flow_workflows.py): their file names stay
+    # placeholders, the one thing allowed to be missing from the server's lists
+    assert [e for e in errors if not any(repr(t) in e for t in TEXT_ENCODERS)] == []
+
+
+TEXT_ENCODERS = (ah.workflow_specs.FLUX_CLIP_L, ah.workflow_specs.FLUX_T5, ah.workflow_specs.WAN_T5)
 
 
 def _demo_names():
-    from amdm_main import workflow_specs
-    from devtools import demo_models
-    return {workflow_specs.CONTENT_CKPT: demo_models.CONTENT_CKPT, workflow_specs.STYLE_CKPT: demo_models.STYLE_CKPT,
-            workflow_specs.GLIGEN_MODEL: demo_models.GLIGEN_FILE, workflow_specs.INPUT_IMAGE: ah.COMFY_EXAMPLE_IMAGE_NAME}
+    from amdm_main import workflow_specs as ws
+    from devtools import demo_models, flow_models as fm
+    return {ws.CONTENT_CKPT: demo_models.CONTENT_CKPT, ws.STYLE_CKPT: demo_models.STYLE_CKPT,
+            ws.WEAK_CKPT: demo_models.STYLE_CKPT, ws.GLIGEN_MODEL: demo_models.GLIGEN_FILE,
+            ws.INPUT_IMAGE: ah.COMFY_EXAMPLE_IMAGE_NAME, ws.FLUX_A: fm.FLUX_FILE, ws.FLUX_B: fm.FLUX_FILE,
+            ws.FLUX_VAE: fm.VAE_FILES["taesd16"], ws.WAN_HIGH: fm.WAN_FILES["wan_high"],
+            ws.WAN_LOW: fm.WAN_FILES["wan_low"], ws.WAN_VAE: fm.VAE_FILES["wan_vae"]}
 
 
 def test_files_are_built_from_the_specs(object_info):
