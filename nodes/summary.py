@@ -48,7 +48,7 @@ def _mode_details(guider, report, trace, sampler_name) -> dict:
     if guider.operator == "amdm":
         weights = trace.aggregated_weights if trace else []
         return {"strength": agg.strength,
-                "retained_share": round(retained_share(weights), 6) if weights else None,
+                "retained_share": float(f"{retained_share(weights):.6g}") if weights else None,
                 "target_share": agg.retained_share if agg.strength == "per noise interval" else None}
     if guider.operator == "guidance":
         g = report.guidance or {}
@@ -130,9 +130,12 @@ def _cooperation_text(s: dict) -> str:
                  f"per step in the window",
                  f"  evaluations: strong cond {c['strong_cond']}, strong uncond {c['strong_uncond']}, weak cond "
                  f"{c['weak_cond']}; base alone outside the window {g['base_alone_evaluations']}"]
-        base = [dict(m, label=m["label"] + " (strong)") if m["base"] else dict(m, label=m["label"] + " (weak)")
-                for m in s["members"]]
-        return "\n".join(lines + _member_lines(dict(s, members=base)))
+        for m in s["members"]:
+            role = "strong, base" if m["base"] else "weak"
+            cfg = f"cfg {g['strong_cfg']:g}" if m["base"] else "cfg not used"
+            lines.append(f"  {m['label']} [{role}]: {cfg}, {m['evaluations']} calls")
+        lines.append(f"  total {sum(c.values())} guided evaluations in {s['seconds']:.2f} s")
+        return "\n".join(lines)
     p = s["superposition"]
     mode = p["mode"].upper() + (f", temperature {p['temperature']:g}" if p["mode"] == "or" else "")
     lines = [f"Superposition ({mode}): {p['steps']} SDE steps, {p.get('member_calls_per_step', 0)} members x own "
@@ -141,7 +144,12 @@ def _cooperation_text(s: dict) -> str:
         lines.append(f"  own reverse-SDE stepper: sampler '{p['sampler_ignored']}' not used; scheduler "
                      f"'{s['scheduler']}' and steps give the sigmas")
         lines.append(f"  mean kappa {p['kappa_mean']}, final log-densities {p['log_density']}")
-    return "\n".join(lines + _member_lines(s))
+    for m, prior in zip(s["members"], p.get("log_prior", [None] * len(s["members"]))):
+        tag = " [base]" if m["base"] else ""
+        log_w = "" if prior is None else f" (log prior {prior:g})"
+        lines.append(f"  {m['label']}{tag}: weight {m['weight']:g}{log_w}, cfg {m['cfg']:g}, {m['evaluations']} calls")
+    lines.append(f"  total {s['total_evaluations']} member calls in {s['seconds']:.2f} s")
+    return "\n".join(lines)
 
 
 def summary_json(s: dict) -> str:

@@ -327,6 +327,29 @@ def test_superposition_bad_inputs_are_named(amdm, model_a, model_b, make_cond, e
     assert record_load_models_gpu.calls == []
 
 
+@pytest.mark.parametrize("mode", ["guidance", "superposition"])
+def test_guider_route_equals_the_sampler_node(amdm, model_a, model_b, make_cond, empty_latent, mode):
+    """Multi-Model Guider + stock RandomNoise/KSamplerSelect/BasicScheduler + SamplerCustomAdvanced gives
+    the Multi-Model Sampler's latent bit for bit in both modes (superposition: whatever SAMPLER)."""
+    import comfy_extras.nodes_custom_sampler as cs
+
+    def v3_or_v1(cls, **kw):
+        return cls.execute(**kw).args if hasattr(cls, "define_schema") else getattr(cls(), cls.FUNCTION)(**kw)
+    pos, neg = make_cond(1), make_cond(0.0)
+    chain = amdm.chain(model_b, make_cond(2), neg, weight=1.0)
+    agg = guidance(amdm, window_start=0.0, window_end=0.5) if mode == "guidance" else superposition(amdm)
+    node_out = amdm.sample(model_a, pos, neg, chain, empty_latent(), seed=9, steps=5, cfg=2.0,
+                           sampler_name="dpmpp_2m", scheduler="karras", aggregation=agg)[0]
+    with torch.inference_mode():
+        guider = amdm.guider(model_a, pos, neg, chain, cfg=2.0, base_weight=1.0, aggregation=agg)
+        noise = v3_or_v1(cs.RandomNoise, noise_seed=9)[0]
+        sampler = v3_or_v1(cs.KSamplerSelect, sampler_name="dpmpp_2m" if mode == "guidance" else "euler")[0]
+        sigmas = v3_or_v1(cs.BasicScheduler, model=model_a, scheduler="karras", steps=5, denoise=1.0)[0]
+        out = v3_or_v1(cs.SamplerCustomAdvanced, noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                       latent_image=empty_latent())[0]
+    assert torch.equal(out["samples"], node_out["samples"])
+
+
 # -- step-count-invariant AMDM -----------------------------------------------------------------------------
 
 def test_per_noise_interval_keeps_the_retained_share_across_step_counts(amdm, model_a, model_b, make_cond,
