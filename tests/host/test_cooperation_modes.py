@@ -159,6 +159,22 @@ def test_guidance_window_limits_the_weak_members_evaluations(amdm, model_a, mode
     assert torch.equal(got["samples"], stock_ksampler(model_a, pos, neg, empty_latent(), steps=4)["samples"])
 
 
+def test_guidance_keeps_the_unmasked_region_when_inpainting(amdm, model_a, model_b, make_cond, stock_ksampler):
+    """The combination of raw predictions is masked as KSamplerX0Inpaint masks one model: where the noise
+    mask is 0 the result is the stock KSampler's (the input latent), where it is 1 the guided one."""
+    pos, neg = make_cond(1), make_cond(0.0)
+    latent = amdm.random_latent((1, 4, 8, 8))
+    mask = torch.zeros(1, 8, 8)
+    mask[:, :, 4:] = 1.0
+    latent["noise_mask"] = mask
+    chain = amdm.chain(model_b, make_cond(2), neg, weight=1.0)
+    got = amdm.sample(model_a, pos, neg, chain, dict(latent), steps=4, cfg=2.0,
+                      aggregation=guidance(amdm, w=2.0))[0]["samples"]
+    want = stock_ksampler(model_a, pos, neg, dict(latent), steps=4, cfg=2.0)["samples"]
+    assert torch.allclose(got[..., :4], want[..., :4], atol=1e-5)
+    assert rel_err(got[..., 4:], want[..., 4:]) > 1e-3
+
+
 def test_guidance_refuses_two_helpers_and_zero_helpers_before_loading(amdm, model_a, model_b, make_cond,
                                                                       empty_latent, record_load_models_gpu):
     pos, neg = make_cond(1), make_cond(0.0)
