@@ -79,7 +79,7 @@ def member_chain(ctx, target, helpers, weights, ranges=None):
     return chain
 
 
-def _sample_mms(ctx, target, base, chain, base_weight, batch, seed, steps, aggregation, deviation, kw):
+def _sample_mms(ctx, target, base, chain, base_weight, batch, seed, steps, aggregation, deviation, kw, extra=()):
     with torch.inference_mode():
         out = ctx.N.node_sampler.MultiModelSampler.execute(
             ctx.models[base], eco.member_conditioning(base, target), eco.negative(), chain,
@@ -90,13 +90,35 @@ def _sample_mms(ctx, target, base, chain, base_weight, batch, seed, steps, aggre
                   {"summary": {k: summary.get(k) for k in ("window_steps", "window_sigmas", "operator",
                                                            "aggregation", "norm_ratio", "seconds")},
                    "member_evaluations": [m["evaluations"] for m in summary["members"]],
-                   "normalized_weights": [m["normalized_weight"] for m in summary["members"]]})
+                   "normalized_weights": [m["normalized_weight"] for m in summary["members"]],
+                   **{k: summary.get(k) for k in extra}})
 
 
 def aggregate_node(ctx, mode="spherical", unit="steps", start=1, end=3, initial_noise="independent",
-                   normalize=True):
+                   normalize=True, strength=None, retained_share=None):
+    """Spherical Aggregate; `strength` / `retained_share` (its appended optional inputs) are passed only
+    when given, so the older rows call the node exactly as before."""
+    kw = {}
+    if strength is not None:
+        kw["strength"] = strength
+    if retained_share is not None:
+        kw["retained_share"] = float(retained_share)
     return ctx.N.node_aggregate.SphericalAggregate.execute(mode, unit, float(start), float(end), initial_noise,
-                                                           "independent", bool(normalize)).args[0]
+                                                           "independent", bool(normalize), **kw).args[0]
+
+
+def guidance_node(ctx, form="autoguidance_cfg", w=2.0, unit="percent", start=0.0, end=1.0):
+    return ctx.N.node_guidance.ModelGuidance.execute(form, float(w), unit, float(start), float(end)).args[0]
+
+
+def superpose_node(ctx, mode="or", temperature=1.0):
+    return ctx.N.node_superpose.Superposition.execute(mode, float(temperature)).args[0]
+
+
+def with_scheduler(ctx, scheduler):
+    """The context with another scheduler (None: unchanged)."""
+    import dataclasses
+    return ctx if scheduler is None else dataclasses.replace(ctx, scheduler=scheduler)
 
 
 def deviation_node(ctx, step=0.3516, mode="absolute", target="faithful", members="base", helper_step=0.3516):
@@ -178,15 +200,78 @@ def compose(ctx, target, batch, seed, steps, models, mode="composable", start=0.
 
 def amdm(ctx, target, batch, seed, steps, models, weights=(0.5, 0.866), mode="spherical", unit="steps",
          start=1, end=3, initial_noise="independent", normalize=True, dev_step=0.3516, dev_target="faithful",
-         dev_members="base", helper_step=0.3516, dev_mode="absolute", ranges=None):
+         dev_members="base", helper_step=0.3516, dev_mode="absolute", ranges=None, strength=None,
+         retained_share=None, scheduler=None):
     """AMDM through the pack: Multi-Model Sampler + Member chain + Spherical Aggregate + Deviation
-    Optimize (all the pack's nodes); models[0] is the base (specified) model."""
-    agg = aggregate_node(ctx, mode, unit, start, end, initial_noise, normalize)
+    Optimize (all the pack's nodes); models[0] is the base (specified) model. `strength` = "per noise
+    interval" with `retained_share`: Spherical Aggregate's step-count-invariant weights; `scheduler`
+    overrides the benchmark's scheduler for this row."""
+    ctx = with_scheduler(ctx, scheduler)
+    agg = aggregate_node(ctx, mode, unit, start, end, initial_noise, normalize, strength, retained_share)
     dev = deviation_node(ctx, dev_step, dev_mode, dev_target, dev_members, helper_step)
     chain = member_chain(ctx, target, models[1:], weights[1:], ranges=ranges)
-    r = _sample_mms(ctx, target, models[0], chain, weights[0], batch, seed, steps, agg, dev, {})
+    r = _sample_mms(ctx, target, models[0], chain, weights[0], batch, seed, steps, agg, dev, {},
+                    extra=("strength", "retained_share", "target_share"))
     r.detail["route"] = "pack Multi-Model Sampler (AMDM)"
+    r.detail["scheduler"] = ctx.scheduler
     return r
+
+
+def _cond(name, target):
+    """A member's positive conditioning; "base" (the unconditional model every finetune started from)
+    gets the all-zero context it was trained on."""
+    return eco.negative() if name == "base" else eco.member_conditioning(name, target)
+
+
+def guidance(ctx, target, batch, seed, steps, strong, weak, form="autoguidance_cfg", w=2.0, unit="percent",
+             start=0.0, end=1.0, scheduler=None):
+    """Model Guidance (autoguidance) through the pack: Multi-Model Sampler with the strong model as the
+    base and one Multi-Model Member (the weak model), aggregation = Model Guidance. Each member on its own
+    positive conditioning (the unconditional base on the zero context). `evaluations` = the node's member
+    calls (a strong call batches cond + uncond in the CFG form); the network rows are counted apart."""
+    ctx = with_scheduler(ctx, scheduler)
+    agg = guidance_node(ctx, form, w, unit, start, end)
+    chain = ctx.N.node_member.MultiModelMember.execute(ctx.models[weak], _cond(weak, target), eco.negative(),
+                                                       ctx.cfg, 1.0, None).args[0]
+    with torch.inference_mode():
+        out = ctx.N.node_sampler.MultiModelSampler.execute(
+            ctx.models[strong], _cond(strong, target), eco.negative(), chain, eco.empty_latent(batch), seed, steps,
+            ctx.cfg, ctx.sampler, ctx.scheduler, 1.0, 1.0, agg, None)
+    s = json.loads(out.ui["amdm_summary"][0])
+    g = s["guidance"]
+    return RunOut(out.args[0]["samples"].clone(), int(s["total_evaluations"]),
+                  {"route": "pack Multi-Model Sampler + Model Guidance", "scheduler": ctx.scheduler,
+                   "summary": {k: s.get(k) for k in ("window_steps", "window_sigmas", "operator", "aggregation",
+                                                     "seconds")},
+                   "guidance": g, "member_evaluations": [m["evaluations"] for m in s["members"]],
+                   # forward passes per sample the node's counts imply (each kind one batch row per sample;
+                   # the base alone outside the window runs its own CFG: 2 rows)
+                   "expected_rows_per_sample": sum(g["evaluations"].values()) + 2 * g["base_alone_evaluations"]})
+
+
+def superpose(ctx, target, batch, seed, steps, models, mode="or", temperature=1.0, weights=None, scheduler=None):
+    """Superposition (SuperDiff OR / AND) through the pack: Multi-Model Sampler + Member chain, aggregation
+    = Superposition; every member with its own CFG at every step of the node's own reverse-SDE stepper
+    (the sampler name is not used; the scheduler and steps give the sigmas). Weights are log priors."""
+    ctx = with_scheduler(ctx, scheduler)
+    agg = superpose_node(ctx, mode, temperature)
+    if weights is None:
+        weights = [1.0] * len(models)
+    chain = member_chain(ctx, target, models[1:], weights[1:])
+    with torch.inference_mode():
+        out = ctx.N.node_sampler.MultiModelSampler.execute(
+            ctx.models[models[0]], eco.member_conditioning(models[0], target), eco.negative(), chain,
+            eco.empty_latent(batch), seed, steps, ctx.cfg, ctx.sampler, ctx.scheduler, 1.0, float(weights[0]),
+            agg, None)
+    s = json.loads(out.ui["amdm_summary"][0])
+    p = s["superposition"]
+    return RunOut(out.args[0]["samples"].clone(), int(s["total_evaluations"]),
+                  {"route": "pack Multi-Model Sampler + Superposition", "scheduler": ctx.scheduler,
+                   "member_evaluations": [m["evaluations"] for m in s["members"]],
+                   "superposition": {k: p.get(k) for k in ("mode", "temperature", "steps", "stepper", "sampler_used",
+                                                           "log_prior", "kappa_mean", "max_log_density_gap",
+                                                           "member_calls_per_step", "evaluations_per_step")},
+                   "expected_rows_per_sample": 2 * int(s["total_evaluations"])})
 
 
 def nested3(base=0.5):

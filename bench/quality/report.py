@@ -273,3 +273,118 @@ def write_report(doc, keep, out: Path):
     write_table(doc, out)
     write_plots(doc, out)
     write_grids(doc, keep, out)
+
+
+# -- the cooperation modes beside AMDM (python -m bench.quality.run --modes) ---------------------------
+
+def _cost(s):
+    c = s["compute"]
+    return (f"{c['evaluations_per_run']:g} | {c['network_rows_per_sample']:g} | "
+            f"{c['network_rows_per_sample'] / 2:g}")
+
+
+def _modes_rows(doc, group, set_name, extra=None):
+    cols = ASPECT_COLS[set_name]
+    head = ("| method | n | joint % [95% CI] | " + " | ".join(f"{c} %" for c in cols)
+            + " | confidence | NN dist | node evals/run | forward passes/sample | CFG-step equiv. | ms/sample |"
+            + (" " + " | ".join(extra[0]) + " |" if extra else ""))
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in doc["methods"]:
+        if r["group"] != group or r["sets"].get(set_name, {}).get("status") != "ok":
+            continue
+        s = r["sets"][set_name]
+        lines.append(f"| {r['name']} | {s['n']} | {_ci(s['joint'])} | " + " | ".join(_pct(s[c]) for c in cols)
+                     + f" | {s['quality']['classifier_confidence']:.3f} | {s['quality']['nn_rms_distance']:.3f} | "
+                     + _cost(s) + f" | {s['compute']['ms_per_sample']:.1f} |"
+                     + (" " + " | ".join(extra[1](r, s)) + " |" if extra else ""))
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def _superpose_extra():
+    def f(r, s):
+        p = s["detail"]["superposition"]
+        gap = p.get("max_log_density_gap")
+        return [", ".join(f"{v:.2f}" for v in p["kappa_mean"]), "" if gap is None or p["mode"] != "and" else f"{gap:.2g}"]
+    return (["mean kappa per member", "AND: max log-density gap"], f)
+
+
+def invariance_table(doc, group="invariance"):
+    """Rows: configuration; columns: scheduler x steps; cells: joint % (n), window steps, evaluations."""
+    cells, configs, cols = {}, [], []
+    for r in doc["methods"]:
+        if r["group"] != group or r["sets"].get("conflict", {}).get("status") != "ok":
+            continue
+        s = r["sets"]["conflict"]
+        config = r["name"].rsplit(" [", 1)[0]
+        col = (r["params"].get("scheduler") or doc["settings"]["scheduler"], r["steps"])
+        if config not in configs:
+            configs.append(config)
+        if col not in cols:
+            cols.append(col)
+        cells[config, col] = s
+    if not cells:
+        return ""
+    lines = ["| configuration | " + " | ".join(f"{sch} {n}" for sch, n in cols) + " | spread (max - min), pp |",
+             "|---|" + "---|" * len(cols) + "---|"]
+    for config in configs:
+        vals, out = [], []
+        for col in cols:
+            s = cells.get((config, col))
+            if s is None:
+                out.append("")
+                continue
+            vals.append(100 * s["joint"]["rate"])
+            w = (s.get("detail") or {}).get("summary", {}).get("window_steps")
+            share = (s.get("detail") or {}).get("retained_share")
+            out.append(f"{_ci(s['joint'])}; pos {_pct(s['position'])}, class {_pct(s['class'])}; "
+                       f"win {w[0]}-{w[1] if w else ''}" if w else f"{_ci(s['joint'])}; no window")
+            out[-1] += f"; kept {share:.2f}" if share is not None else ""
+            out[-1] += f"; {s['compute']['evaluations_per_run']:g} ev"
+        spread = f"{max(vals) - min(vals):.1f}" if vals else ""
+        lines.append(f"| {config} | " + " | ".join(out) + f" | {spread} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_modes_report(doc, keep, out: Path):
+    parts = ["# Cooperation modes beside AMDM (toy ecosystem)", "", stamp(doc), ""]
+    n = doc["mode"]["samples"] * doc["mode"]["targets_per_set"]
+    parts += [f"Sampler `{doc['settings']['sampler']}` (not used by Superposition, which steps itself), cfg "
+              f"{doc['settings']['cfg']} for every member, {doc['mode']['samples']} samples per target, "
+              f"{doc['mode']['targets_per_set']} targets per set (n = {n} per cell), the same seeds per target for "
+              f"every row and as in `results.json`. The AMDM / composition / handoff rows to compare with are in "
+              f"`table.md` (64 samples per target there).", "",
+              "Compute columns: node evals/run = member calls the node reports (for Model Guidance a strong call "
+              "batches cond + uncond in the CFG form); forward passes/sample = network batch rows per sample, "
+              "counted by the networks; CFG-step equiv. = forward passes / 2, the unit of `evals/run` in "
+              "`table.md` (one CFG-guided member step = 2 passes).", ""]
+    titles = {"guidance": "Model guidance (autoguidance): strong = the base member, weak = the one helper",
+              "superposition": "Superposition (SuperDiff), its own reverse-SDE stepper, scheduler ddim_uniform"}
+    for group, extra in (("guidance", None), ("superposition", _superpose_extra())):
+        for set_name in ("agree", "conflict", "three"):
+            t = _modes_rows(doc, group, set_name, extra)
+            if t:
+                parts += [f"## {titles[group]}: {SET_TITLES[set_name]}", "", t]
+    for group, title in (("invariance: calibration", "Step-count invariance: calibration of retained_share "
+                                                     "(20 ddim_uniform steps)"),
+                         ("invariance", "Step-count invariance (conflict targets, base A + helper B, faithful "
+                                        "deviation step)")):
+        t = _modes_rows(doc, group, "conflict")
+        if t:
+            parts += [f"## {title}", "", t]
+        if group == "invariance":
+            t = invariance_table(doc)
+            if t:
+                parts += ["### Joint success across step counts and schedulers", "",
+                          "Cells: joint % [95% CI]; position and class %; aggregated steps (win); the base's retained "
+                          "share over the window as the node reports it (kept); evaluations per run (ev).", "", t]
+    (out / "table_modes.md").write_text("\n".join(parts) + "\n")
+    if keep:
+        import shutil
+        gdir = out / "grids_modes"
+        if gdir.exists():
+            shutil.rmtree(gdir)
+        tmp = out / "_grids_tmp"
+        tmp.mkdir(exist_ok=True)
+        write_grids(doc, keep, tmp)
+        (tmp / "grids").rename(gdir)
+        tmp.rmdir()

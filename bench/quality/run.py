@@ -75,7 +75,7 @@ def run_spec(ctx, spec: Spec, mode: Mode, evaluator, log, keep_samples: dict):
         targets = TARGET_SETS[set_name][:mode.targets_per_set]
         aspects = SET_ASPECTS[set_name]
         per_target, res_all = [], {"joint": [], "conf": [], "nn": [], **{a: [] for a in aspects}}
-        secs = evals = rows = 0
+        secs = evals = rows = nonfinite = 0
         detail = None
         for ti, target in enumerate(targets):
             seed = 1000 + 17 * ti + (0 if set_name != "three" else 500)
@@ -87,6 +87,7 @@ def run_spec(ctx, spec: Spec, mode: Mode, evaluator, log, keep_samples: dict):
             secs += dt
             evals += out.evaluations
             rows += sum(c.rows for c in counters(ctx))
+            nonfinite += int((~torch.isfinite(out.samples)).flatten(1).any(1).sum())
             detail = out.detail
             r = evaluator(out.samples, target)
             for a in aspects:
@@ -108,7 +109,8 @@ def run_spec(ctx, spec: Spec, mode: Mode, evaluator, log, keep_samples: dict):
             "joint": rate(sum(res_all["joint"]), n),
             **{a: rate(sum(res_all[a]), n) for a in aspects},
             "quality": {"classifier_confidence": round(sum(res_all["conf"]) / n, 4),
-                        "nn_rms_distance": round(sum(res_all["nn"]) / n, 4)},
+                        "nn_rms_distance": round(sum(res_all["nn"]) / n, 4),
+                        "nonfinite_samples": nonfinite},
             "compute": {"evaluations_per_run": round(evals / runs, 2),
                         "network_rows_per_sample": round(rows / n, 2),
                         "ms_per_sample": round(1000 * secs / n, 3), "seconds": round(secs, 3),
@@ -118,7 +120,8 @@ def run_spec(ctx, spec: Spec, mode: Mode, evaluator, log, keep_samples: dict):
         s = rec["sets"][set_name]
         log(f"  {spec.name} [{set_name}]: joint {s['joint']['rate']:.3f} "
             + " ".join(f"{a} {s[a]['rate']:.2f}" for a in aspects)
-            + f" | {s['compute']['evaluations_per_run']:g} evals, {s['compute']['ms_per_sample']:.1f} ms/sample")
+            + f" | {s['compute']['evaluations_per_run']:g} evals, {s['compute']['network_rows_per_sample']:g} rows/sample, "
+              f"{s['compute']['ms_per_sample']:.1f} ms/sample")
     return rec
 
 
@@ -216,22 +219,33 @@ def main(argv=None):
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--quick", action="store_true")
     g.add_argument("--full", action="store_true")
+    g.add_argument("--modes", action="store_true",
+                   help="the cooperation modes beside AMDM (model guidance, superposition, step-count-invariant "
+                        "AMDM): results_modes.json + table_modes.md")
     ap.add_argument("--out", default=None)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--samples", type=int, default=None, help="override samples per target and method")
     ap.add_argument("--only", default=None, help="substring filter on method names (debugging)")
+    ap.add_argument("--groups", default=None, help="comma-separated spec groups to run instead of the mode's "
+                                                    "(e.g. invariance_calibration)")
+    ap.add_argument("--targets", type=int, default=None, help="override targets per set")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     load_start = os.getloadavg()
     torch.set_num_threads(args.threads)
-    mode = MODES["quick" if args.quick else "full"]
+    mode = MODES["quick" if args.quick else ("modes" if args.modes else "full")]
     if args.samples:
         mode.samples = args.samples
+    if args.targets:
+        mode.targets_per_set = args.targets
+    if args.groups:
+        mode.groups = tuple(args.groups.split(","))
     out_dir = Path(args.out) if args.out else REPO_ROOT / "bench" / "results" / "quality" / (
         "quick" if args.quick else "")
     out_dir.mkdir(parents=True, exist_ok=True)
-    logf = open(out_dir / "run.log", "w")
+    suffix = "_modes" if args.modes else ""
+    logf = open(out_dir / f"run{suffix}.log", "w")
 
     def log(msg):
         print(msg, flush=True)
@@ -257,6 +271,9 @@ def main(argv=None):
     specs = build_specs(mode)
     if args.only:
         specs = [s for s in specs if args.only in s.name]
+    if any("base" in (s.params.get("strong"), s.params.get("weak")) for s in specs):
+        # the unconditional model every finetune started from (the weak model of weak-to-strong guidance)
+        ctx.models["base"] = ecosystem.as_comfy_model(ecosystem.load_net(weights / "base.safetensors"))
     results, keep = [], {}
     current = None
     for spec in specs:
@@ -264,8 +281,10 @@ def main(argv=None):
             current = spec.group
             log(f"[{current}]")
         results.append(run_spec(ctx, spec, mode, evaluator, log, keep))
-    log("[overhead vs K]")
-    overhead = overhead_vs_k(ctx, mode, log)
+    overhead = []
+    if mode.overhead_k:
+        log("[overhead vs K]")
+        overhead = overhead_vs_k(ctx, mode, log)
     merge_check = merge_restores_models(ctx)
     log(f"merge sanity: max |single A before - after a merge run| = {merge_check:g}")
     ref = reference_rows(evaluator)
@@ -293,12 +312,16 @@ def main(argv=None):
                    "load_average_start": [round(v, 2) for v in load_start],
                    "load_average_end": [round(v, 2) for v in os.getloadavg()]},
     }
-    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    from .report import write_report
-    write_report(doc, keep, out_dir)
+    (out_dir / f"results{suffix}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    if args.modes:
+        from .report import write_modes_report
+        write_modes_report(doc, keep, out_dir)
+    else:
+        from .report import write_report
+        write_report(doc, keep, out_dir)
     total = time.perf_counter() - t_start
     doc["timing"]["total_seconds"] = round(total, 1)
-    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / f"results{suffix}.json").write_text(json.dumps(doc, indent=1) + "\n")
     log(f"done in {total:.1f} s -> {out_dir}")
     return doc
 

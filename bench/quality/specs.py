@@ -47,8 +47,13 @@ class Mode:
 
 MODES = {
     "quick": Mode("quick", samples=12, steps=10, step_variants=(), targets_per_set=1,
-                  groups=("main", "three", "ablation_window_end"), overhead_batch=8, overhead_repeats=1,
+                  groups=("main", "three", "ablation_window_end", "modes_quick"), overhead_batch=8,
+                  overhead_repeats=1,
                   overhead_k=(1, 2, 3)),
+    # the cooperation modes beside AMDM (python -m bench.quality.run --modes): results_modes.json,
+    # table_modes.md; 4 targets x 256 samples = 1024 per cell
+    "modes": Mode("modes", samples=256, steps=20, step_variants=(), targets_per_set=4,
+                  groups=("guidance", "superposition", "invariance_calibration", "invariance"), overhead_k=()),
     "full": Mode("full", samples=64, steps=20, step_variants=(10, 40), targets_per_set=4,
                  groups=("main", "steps", "three", "stage_probe", "ablation_window_end",
                          "ablation_window_start", "ablation_weight", "ablation_deviation"),
@@ -160,6 +165,47 @@ def build_specs(mode: Mode) -> list[Spec]:
         add("AMDM faithful A+C (K=2), percent 0.5-0.9", g, "amdm",
             amdm_params(models=["A", "C"], unit="percent", start=0.5, end=0.9), sets=s3, quick_ok=False)
 
+    if "modes_quick" in mode.groups:
+        # one row of each new mode, so the quick test covers them (evaluation counts, finite results)
+        add("guidance strong A, weak base, autoguidance_cfg w 2", "guidance", "guidance",
+            dict(strong="A", weak="base", form="autoguidance_cfg", w=2.0), sets=("conflict",))
+        add("guidance strong A, weak base, autoguidance w 2", "guidance", "guidance",
+            dict(strong="A", weak="base", form="autoguidance", w=2.0), sets=("conflict",))
+        add("superposition AND A+B", "superposition", "superpose", dict(models=["A", "B"], mode="and"),
+            sets=("conflict",))
+        add(f"AMDM faithful, per noise interval (share {RETAINED_SHARE:g}), percent 0.2-0.4", "invariance", "amdm",
+            amdm_params(unit="percent", start=0.2, end=0.4, strength="per noise interval",
+                        retained_share=RETAINED_SHARE), sets=("conflict",))
+    if "guidance" in mode.groups:
+        g = "guidance"
+        for strong in ("A", "B"):
+            for form in ("autoguidance", "autoguidance_cfg"):
+                for w in ((2.0, 3.0) if strong == "A" else (2.0,)):
+                    add(f"guidance strong {strong}, weak base, {form} w {w:g}", g, "guidance",
+                        dict(strong=strong, weak="base", form=form, w=w), key=(strong == "A" and w == 2.0))
+        # a pair of finetunes: A strong, B "weak" (it knows another aspect, not less of A's): w < 1 moves
+        # toward B's prediction (an interpolation), w > 1 away from it
+        for form, w in (("autoguidance_cfg", 0.5), ("autoguidance", 0.5), ("autoguidance_cfg", 2.0)):
+            add(f"guidance strong A, weak B, {form} w {w:g}", g, "guidance", dict(strong="A", weak="B", form=form, w=w),
+                key=(w == 0.5 and form == "autoguidance_cfg"))
+        add("guidance strong B, weak A, autoguidance_cfg w 0.5", g, "guidance",
+            dict(strong="B", weak="A", form="autoguidance_cfg", w=0.5))
+    if "superposition" in mode.groups:
+        g = "superposition"
+        for n in (10, 20, 50, 100):
+            for m in ("or", "and"):
+                add(f"superposition {m.upper()} A+B [{n} steps]", g, "superpose", dict(models=["A", "B"], mode=m),
+                    steps=n, key=(n == 50))
+        add("superposition AND A+B+C [20 steps]", g, "superpose", dict(models=["A", "B", "C"], mode="and"),
+            sets=("three",), steps=20)
+        for m in ("and", "or"):
+            add(f"superposition {m.upper()} A+B+C [50 steps]", g, "superpose", dict(models=["A", "B", "C"], mode=m),
+                sets=("three",), steps=50, key=(m == "and"))
+    if "invariance_calibration" in mode.groups:
+        add_invariance(add, calibration=True)
+    if "invariance" in mode.groups:
+        add_invariance(add)
+
     if "stage_probe" in mode.groups:
         # When is each aspect decided? Model X runs the high-noise part, Y finishes (stock chain);
         # the fraction of X's aspect that survives vs the handoff point.
@@ -187,6 +233,48 @@ def build_specs(mode: Mode) -> list[Spec]:
             add(f"AMDM faithful, deviation step {st}", "ablation: deviation step", "amdm",
                 amdm_params(dev_step=st), sets=aset, x=st)
     return specs
+
+
+INVARIANCE_STEPS = (10, 20, 50)
+INVARIANCE_SCHEDULERS = ("ddim_uniform", "karras", "normal")
+INTERVAL_WINDOW = (0.2, 0.4)        # percent of the noise range: sigma 5.09 -> 2.28 (below every grid's sigmas[1])
+RETAINED_SHARE = 0.05               # calibrated at 20 ddim_uniform steps against the reference window (see README)
+CALIBRATION_SHARES = (0.05, 0.06, 0.08, 0.1)
+
+
+def add_invariance(add, calibration=False):
+    """Step-count invariance (conflict targets, A base + B helper): the default per-step weights with the
+    reference window (steps 1-3) and with a noise-level window, against strength "per noise interval"
+    over the same noise-level window, at 10 / 20 / 50 steps x two schedulers."""
+    g, c = "invariance", ("conflict",)
+    lo, hi = INTERVAL_WINDOW
+    if calibration:
+        for share in CALIBRATION_SHARES:
+            add(f"AMDM faithful, per noise interval (share {share:g}), percent {lo:g}-{hi:g} [20 steps, ddim_uniform]",
+                "invariance: calibration", "amdm",
+                amdm_params(unit="percent", start=lo, end=hi, strength="per noise interval", retained_share=share,
+                            scheduler="ddim_uniform"), sets=c, steps=20, x=share)
+        return
+    for sched in INVARIANCE_SCHEDULERS:
+        for n in INVARIANCE_STEPS:
+            tag = f"[{n} steps, {sched}]"
+            add(f"AMDM faithful, per step, steps 1-3 {tag}", g, "amdm", amdm_params(scheduler=sched), sets=c, steps=n,
+                x=n)
+            add(f"AMDM faithful, per step, percent {lo:g}-{hi:g} {tag}", g, "amdm",
+                amdm_params(unit="percent", start=lo, end=hi, scheduler=sched), sets=c, steps=n, x=n)
+            add(f"AMDM faithful, per noise interval (share {RETAINED_SHARE:g}), percent {lo:g}-{hi:g} {tag}", g, "amdm",
+                amdm_params(unit="percent", start=lo, end=hi, strength="per noise interval",
+                            retained_share=RETAINED_SHARE, scheduler=sched), sets=c, steps=n, x=n)
+            # diagnostics: the same without the deviation step (its fixed distance is applied at every window
+            # step, not rescaled by the rate), and the shipped default window percent 0-0.2 (its top is clipped
+            # to the grid's sigmas[1], which differs between grids)
+            add(f"AMDM faithful, per noise interval (share {RETAINED_SHARE:g}), percent {lo:g}-{hi:g}, deviation "
+                f"step off {tag}", g, "amdm",
+                amdm_params(unit="percent", start=lo, end=hi, strength="per noise interval",
+                            retained_share=RETAINED_SHARE, scheduler=sched, dev_step=0.0), sets=c, steps=n, x=n)
+            add(f"AMDM faithful, per noise interval (share {RETAINED_SHARE:g}), percent 0-0.2 {tag}", g, "amdm",
+                amdm_params(unit="percent", start=0.0, end=0.2, strength="per noise interval",
+                            retained_share=RETAINED_SHARE, scheduler=sched), sets=c, steps=n, x=n)
 
 
 def _nested3():
