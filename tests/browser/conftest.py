@@ -33,6 +33,7 @@ for p in (str(REPO_ROOT / "tests" / "server"),):
 
 import api_helpers as ah  # noqa: E402
 import harness  # noqa: E402
+from devtools import flow_models  # noqa: E402
 
 VUE_NODES_SETTING = "Comfy.VueNodes.Enabled"
 RENDERERS = ("classic", "vue")
@@ -104,9 +105,17 @@ def browser_models(tiny_model_set, tmp_path_factory):
     demo = ah.demo_models.paths(tiny_model_set.base_dir)
     spec = ah.workflow_specs
     models = tmp_path_factory.mktemp("browser_models")
-    for folder, name, target in (("checkpoints", spec.CONTENT_CKPT, demo["content"]),
-                                 ("checkpoints", spec.STYLE_CKPT, demo["style"]),
-                                 ("gligen", spec.GLIGEN_MODEL, demo["gligen"])):
+    flow = flow_models.make_flow_models(tiny_model_set.models_dir)
+    vae = {k: tiny_model_set.models_dir / "vae" / f for k, f in flow_models.VAE_FILES.items()}
+    links = [("checkpoints", spec.CONTENT_CKPT, demo["content"]), ("checkpoints", spec.STYLE_CKPT, demo["style"]),
+             ("checkpoints", spec.WEAK_CKPT, demo["style"]), ("gligen", spec.GLIGEN_MODEL, demo["gligen"]),
+             ("diffusion_models", spec.FLUX_A, flow["flux"]), ("diffusion_models", spec.FLUX_B, flow["flux"]),
+             ("diffusion_models", spec.WAN_HIGH, flow["wan_high"]), ("diffusion_models", spec.WAN_LOW, flow["wan_low"]),
+             ("vae", spec.FLUX_VAE, vae["taesd16"]), ("vae", spec.WAN_VAE, vae["wan_vae"])]
+    # T5-XXL / umT5-XXL cannot be small: the names only have to be listed (the browser tests never
+    # run these workflows, they load them), so any file stands in
+    links += [("text_encoders", name, demo["content"]) for name in (spec.FLUX_CLIP_L, spec.FLUX_T5, spec.WAN_T5)]
+    for folder, name, target in links:
         (models / folder).mkdir(exist_ok=True)
         (models / folder / name).symlink_to(target)
     return models
