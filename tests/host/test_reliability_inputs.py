@@ -81,6 +81,12 @@ class Ctx:
     def compose_inputs(self):
         return dict(mode="composable", window_unit="percent", window_start=0.0, window_end=1.0)
 
+    def guidance_inputs(self):
+        return dict(form="autoguidance_cfg", w=2.0, window_unit="percent", window_start=0.0, window_end=1.0)
+
+    def superpose_inputs(self):
+        return dict(mode="or", temperature=1.0)
+
     def sweep_inputs(self):
         kw = self.sampler_inputs()
         for k in ("base_range_start", "base_range_end", "base_range_unit"):
@@ -120,6 +126,18 @@ class Ctx:
         kw = self.compose_inputs()
         kw.update(over)
         agg = self.N.node_compose.ComposePredictions.execute(**kw).args[0]
+        return self.run_sampler(aggregation=agg)
+
+    def run_guidance(self, **over):
+        kw = self.guidance_inputs()
+        kw.update(over)
+        agg = self.N.node_guidance.ModelGuidance.execute(**kw).args[0]
+        return self.run_sampler(aggregation=agg)
+
+    def run_superpose(self, **over):
+        kw = self.superpose_inputs()
+        kw.update(over)
+        agg = self.N.node_superpose.Superposition.execute(**kw).args[0]
         return self.run_sampler(aggregation=agg)
 
     def run_guider(self, sampler=None, **over):
@@ -289,6 +307,20 @@ MATRIX = [
     ("compose", "window_unit", "unknown", "seconds", r"'window_unit' = 'seconds' is not one of"),
     ("compose", "window_start", "nan", NAN, r"'window_start' = nan must be a finite number"),
     ("compose", "window_end", "1.5 (percent)", 1.5, r"'window_end' = 1.5 is a percent of the noise range"),
+    # -- Model Guidance / Superposition / Spherical Aggregate's appended strength inputs ---------------
+    ("guidance", "form", "unknown", "cfg_only", r"'form' = 'cfg_only' is not one of"),
+    ("guidance", "w", "nan", NAN, r"'w' = nan must be a finite number >= 0"),
+    ("guidance", "w", "-1", -1.0, r"'w' = -1.0 must be a finite number >= 0"),
+    ("guidance", "window_unit", "unknown", "seconds", r"'window_unit' = 'seconds' is not one of"),
+    ("guidance", "window_start", "after window_end", Over(window_start=0.8, window_end=0.2),
+     r"'window_start' \(0.8\) is after 'window_end' \(0.2\)"),
+    ("guidance", "window_end", "1.5 (percent)", 1.5, r"'window_end' = 1.5 is a percent of the noise range"),
+    ("superpose", "mode", "unknown", "xor", r"'mode' = 'xor' is not one of"),
+    ("superpose", "temperature", "nan", NAN, r"'temperature' = nan must be a finite number >= 0"),
+    ("superpose", "temperature", "with AND", Over(mode="and", temperature=2.0), r"'temperature' = 2.0 applies to mode 'or' only"),
+    ("aggregate", "strength", "unknown", "per second", r"'strength' = 'per second' is not one of"),
+    ("aggregate", "retained_share", "0", 0.0, r"'retained_share' = 0.0 must be a finite number > 0 and <= 1"),
+    ("aggregate", "retained_share", "nan", NAN, r"'retained_share' = nan must be a finite number > 0 and <= 1"),
     # -- Multi-Model Guider (inputs shared with the sampler; validated when the GUIDER is built) -----
     ("guider", "model", "None", None, rf"{BASE}: 'model' is not a MODEL"),
     ("guider", "positive", "empty", [], rf"{BASE}: 'positive' conditioning is empty"),
@@ -339,7 +371,8 @@ def test_matrix_covers_every_input_of_every_node(pack):
                  ("AMDM_MultiModelGuider", "negative")}
     runner_node = {"sampler": "AMDM_MultiModelSampler", "member": "AMDM_Member", "aggregate": "AMDM_SphericalAggregate",
                    "deviation": "AMDM_DeviationOptimize", "compose": "AMDM_ComposePredictions",
-                   "guider": "AMDM_MultiModelGuider", "sweep": "AMDM_MultiModelSweep"}
+                   "guider": "AMDM_MultiModelGuider", "sweep": "AMDM_MultiModelSweep",
+                   "guidance": "AMDM_ModelGuidance", "superpose": "AMDM_Superposition"}
     tried = {(runner_node[n], i) for n, i, *_ in MATRIX} | dedicated
     # inputs shared with the sampler through build_guider are exercised by the sampler rows
     shared = {"model", "positive", "negative", "members", "cfg", "base_weight", "aggregation", "deviation",
