@@ -137,8 +137,9 @@ def main(argv=None) -> int:
     ap.add_argument("--link", action="store_true", help="symbolic links to demo_set/ instead of copies")
     ap.add_argument("--checkpoints", action="store_true",
                     help="also write full checkpoints (UNet + VAE + CLIP, about 180 MB each) for CheckpointLoaderSimple")
+    ap.add_argument("--set", default=str(SET_DIR), help="the set's folder (default: demo_set/)")
     ns = ap.parse_args(argv)
-    out = install(ns.target, link=ns.link, checkpoints=ns.checkpoints, warn=lambda m: sys.stderr.write(m + "\n"))
+    out = install(ns.target, link=ns.link, checkpoints=ns.checkpoints, set_dir=Path(ns.set), warn=lambda m: sys.stderr.write(m + "\n"))
 
     def s(v):
         return {k: s(x) for k, x in v.items()} if isinstance(v, dict) else str(v)

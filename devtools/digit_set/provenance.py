@@ -26,8 +26,8 @@ def write(work: Path, out: Path) -> dict:
         files.append("judges.json")
     for f in files:
         shutil.copyfile(work / f, out / f)
-    stages = {n: json.loads((work / f"{n}.json").read_text())
-              for n in ["text", "vae", "pools", "base", *train.EXPERTS, "judges"] if (work / f"{n}.json").is_file()}
+    stages = {n: json.loads((work / f"stage_{n}.json").read_text())
+              for n in ["text", "vae", "pools", "base", *train.EXPERTS, "judges"] if (work / f"stage_{n}.json").is_file()}
     record = {
         "command": "python -m devtools.digit_set.train   (ComfyUI on sys.path: COMFYUI_PATH or .cache/hosts/)",
         "torch": torch.__version__, "scikit_learn": sklearn.__version__, "python": platform.python_version(),

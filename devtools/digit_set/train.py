@@ -1,7 +1,7 @@
 """Train the demo set, deterministically, on one CPU thread: CLIP (generated), prompt embeddings,
 VAE, base UNet, three LoRA finetunes; then write demo_set/ (weights, provenance.json).
 
-    python -m devtools.digit_set.train [--work DIR] [--out demo_set] [--quick]
+    python -m devtools.digit_set.train [--work DIR] [--out demo_set] [--quick] [--judges-only]
 
 Stages are cached in the work folder (default .cache/digit_set/work): a stage whose output is there
 is not run again (delete the folder for a fresh run). --quick: a few steps per stage (a smoke test,
@@ -34,7 +34,7 @@ WORK = REPO / ".cache" / "digit_set" / "work"
 OUT = REPO / "demo_set"
 
 SEEDS = {"vae": 11, "base": 12, "digit": 13, "position": 14, "colour": 15, "pools": 16, "judges": 17}
-STEPS = {"vae_crop": 1200, "vae_full": 150, "base": 1000, "expert": 250}
+STEPS = {"vae_crop": 1200, "vae_full": 150, "base": 1000, "expert": 180}
 QUICK = {"vae_crop": 3, "vae_full": 2, "base": 3, "expert": 2}
 LR = {"base": 4e-4, "expert": 1e-3}
 P_KEEP = 0.85          # base captions: each phrase kept with this probability
@@ -99,13 +99,18 @@ def load(path: Path):
     return load_file(str(path))
 
 
+def stage_file(name) -> Path:
+    # "stage_" prefix: the judges' own file is judges.json in the same folder (a bare name overwrote it)
+    return WORK / f"stage_{name}.json"
+
+
 def stage_done(name):
-    p = WORK / f"{name}.json"
+    p = stage_file(name)
     return json.loads(p.read_text()) if p.is_file() else None
 
 
 def mark_done(name, record):
-    (WORK / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    stage_file(name).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def run(quick: bool, out_dir: Path):
@@ -213,29 +218,53 @@ def run(quick: bool, out_dir: Path):
 
     # 6. judges (held-out digits, through the VAE)
     if stage_done("judges") is None:
-        from . import judges as J
-        t0 = time.time()
-
-        def roundtrip(pics):
-            out = []
-            with torch.no_grad():
-                for i in range(0, len(pics), 64):
-                    x = torch.from_numpy(np.ascontiguousarray(pics[i:i + 64]))
-                    out.append(vae_model.taesd_decoder(vae_model.taesd_encoder(x)).clamp(0, 1).numpy())
-            return np.concatenate(out)
-        reps = 1 if quick else 4
-        tr = J.judge_pictures("judge_train", roundtrip, SEEDS["judges"], reps)
-        te = J.judge_pictures("judge_test", roundtrip, SEEDS["judges"] + 1, reps)
-        rec = J.fit(*tr, *te, seed=SEEDS["judges"])
-        rec["seconds"] = round(time.time() - t0, 1)
-        (WORK / J.FILE).write_text(json.dumps(_rounded(rec)) + "\n")
+        rec = fit_judges(vae_model, quick)
         mark_done("judges", {k: v for k, v in rec.items() if k != "models"})
-        log(f"judges: accuracy on judge_test {rec['accuracy']} ({rec['seconds']} s)")
 
     log(f"training done in {time.time() - t_all:.0f} s (this run; cached stages not counted)")
     if not quick:
         from . import provenance
         provenance.write(WORK, out_dir)
+
+
+def fit_judges(vae_model, quick: bool, out: Path | None = None) -> dict:
+    """Fit the judges on held-out digits passed through the VAE; write them to out (default: WORK)."""
+    import torch
+    from . import judges as J
+    t0 = time.time()
+
+    def roundtrip(pics):
+        res = []
+        with torch.no_grad():
+            for i in range(0, len(pics), 64):
+                x = torch.from_numpy(np.ascontiguousarray(pics[i:i + 64]))
+                res.append(vae_model.taesd_decoder(vae_model.taesd_encoder(x)).clamp(0, 1).numpy())
+        return np.concatenate(res)
+    reps = 1 if quick else 4
+    tr = J.judge_pictures("judge_train", roundtrip, SEEDS["judges"], reps)
+    te = J.judge_pictures("judge_test", roundtrip, SEEDS["judges"] + 1, reps)
+    rec = J.fit(*tr, *te, seed=SEEDS["judges"])
+    rec["seconds"] = round(time.time() - t0, 1)
+    ((out or WORK) / J.FILE).write_text(json.dumps(_rounded(rec)) + "\n")
+    log(f"judges: accuracy on judge_test {rec['accuracy']} ({rec['seconds']} s)")
+    return rec
+
+
+def refit_judges(out_dir: Path) -> dict:
+    """--judges-only: fit the judges again from the set's own VAE and update its provenance."""
+    import torch
+    from devtools import tiny_models
+    tiny_models.ensure_comfy_importable()
+    from . import provenance, vae as V
+    torch.set_num_threads(1)
+    rec = fit_judges(V.load(load(out_dir / FILES["vae"])), False, out=out_dir)
+    prov_path = out_dir / "provenance.json"
+    prov = json.loads(prov_path.read_text())
+    prov["stages"]["judges"] = {k: v for k, v in rec.items() if k != "models"}
+    f = out_dir / "judges.json"
+    prov["files"]["judges.json"] = {"bytes": f.stat().st_size, "sha256": provenance.sha256(f)}
+    prov_path.write_text(json.dumps(prov, indent=1) + "\n")
+    return rec
 
 
 def _rounded(x):
@@ -273,9 +302,13 @@ def main(argv=None):
     ap.add_argument("--work", default=str(WORK))
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--judges-only", action="store_true", help="fit the judges again from the set's VAE (--out)")
     ns = ap.parse_args(argv)
     WORK = Path(ns.work).resolve()
     WORK.mkdir(parents=True, exist_ok=True)
+    if ns.judges_only:
+        refit_judges(Path(ns.out).resolve())
+        return 0
     log(f"training in {WORK} (python {platform.python_version()}, pid {os.getpid()})")
     run(ns.quick, Path(ns.out).resolve())
     return 0
