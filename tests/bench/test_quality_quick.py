@@ -105,6 +105,8 @@ def test_amdm_evaluation_counts(quick):
         assert s["detail"]["member_evaluations"] == [n] + [e + 1] * (k - 1), r["name"]
     assert seen >= 5
     for r, _, s in ok_rows(doc):
+        if r["method"] == "guidance":        # a strong call batches cond + uncond in the CFG form: see below
+            continue
         assert s["compute"]["network_rows_per_sample"] == 2 * s["compute"]["evaluations_per_run"], r["name"]
     for o in doc["overhead_vs_k"]:
         assert o["evaluations_per_run"] == o["expected"] == o["steps"] + (o["K"] - 1) * 4
@@ -147,3 +149,69 @@ def test_every_method_ran_on_every_set(quick):
     for r in doc["methods"]:
         for s in r["sets"].values():
             assert s["status"] == "ok", (r["name"], s)
+
+
+def _new_mode_rows(doc, method):
+    return [(r, s) for r, _, s in ok_rows(doc) if r["method"] == method]
+
+
+def test_model_guidance_rows(quick):
+    """Model Guidance over the whole run: the strong member at every step (cond + uncond in the CFG form,
+    cond only in plain autoguidance), the weak member's conditional pass at every step; the networks'
+    own row counts agree with the node's counts."""
+    _, doc = quick
+    rows = _new_mode_rows(doc, "guidance")
+    assert {r["params"]["form"] for r, _ in rows} == {"autoguidance", "autoguidance_cfg"}
+    for r, s in rows:
+        n, g = r["steps"], s["detail"]["guidance"]
+        cfg_form = r["params"]["form"] == "autoguidance_cfg"
+        assert g["evaluations"] == {"strong_cond": n, "strong_uncond": n if cfg_form else 0, "weak_cond": n}, r["name"]
+        assert g["guided_steps"] == n and g["base_alone_evaluations"] == 0, r["name"]
+        assert g["evaluations_per_step"] == (3 if cfg_form else 2), r["name"]
+        assert s["detail"]["member_evaluations"] == [n, n], r["name"]
+        assert s["compute"]["evaluations_per_run"] == 2 * n, r["name"]
+        assert s["compute"]["network_rows_per_sample"] == s["detail"]["expected_rows_per_sample"] \
+            == (3 if cfg_form else 2) * n, r["name"]
+
+
+def test_superposition_rows(quick):
+    """Superposition: every member with its own CFG at every step of the node's own SDE stepper; AND
+    keeps the members' log-densities equal."""
+    _, doc = quick
+    rows = _new_mode_rows(doc, "superpose")
+    assert rows
+    for r, s in rows:
+        n, k = r["steps"], len(r["params"]["models"])
+        p = s["detail"]["superposition"]
+        assert p["steps"] == n and p["sampler_used"] is False, r["name"]
+        assert s["detail"]["member_evaluations"] == [n] * k, r["name"]
+        assert s["compute"]["evaluations_per_run"] == k * n, r["name"]
+        assert s["compute"]["network_rows_per_sample"] == 2 * k * n, r["name"]
+        assert abs(sum(p["kappa_mean"]) - 1.0) < 1e-3, r["name"]
+        if p["mode"] == "and":
+            assert p["max_log_density_gap"] < 1e-3, r["name"]
+
+
+def test_per_noise_interval_rows(quick):
+    """Spherical Aggregate's "per noise interval" strength: the base keeps the requested share over the
+    window (as the node reports it), at AMDM's usual cost."""
+    _, doc = quick
+    rows = [(r, s) for r, s in _new_mode_rows(doc, "amdm") if r["params"].get("strength") == "per noise interval"]
+    assert rows
+    for r, s in rows:
+        d = s["detail"]
+        assert d["strength"] == "per noise interval", r["name"]
+        assert d["target_share"] == r["params"]["retained_share"], r["name"]
+        assert abs(d["retained_share"] - r["params"]["retained_share"]) < 1e-4, r["name"]
+
+
+def test_new_mode_results_are_finite(quick):
+    _, doc = quick
+    seen = set()
+    for r, _, s in ok_rows(doc):
+        assert s["quality"]["nonfinite_samples"] == 0, r["name"]
+        assert 0.0 < s["quality"]["classifier_confidence"] <= 1.0 and 0.0 <= s["quality"]["nn_rms_distance"] < 2.0
+        if r["group"] in ("guidance", "superposition", "invariance"):
+            seen.add(r["group"])
+            assert 0.0 <= s["joint"]["rate"] <= 1.0
+    assert seen == {"guidance", "superposition", "invariance"}
