@@ -1,6 +1,6 @@
 """Install the trained demo set into a ComfyUI's models folders.
 
-    python -m devtools.digit_set.install TARGET [--link] [--checkpoints]
+    python -m devtools.digit_set.install TARGET [--link] [--checkpoints] [--workflows]
 
 TARGET is a ComfyUI folder (the one with main.py, or any --base-directory) or its models/ folder.
 Writes:
@@ -13,6 +13,16 @@ Writes:
     models/checkpoints/amdm_digits_{base,digit,position,colour}.safetensors   (only with --checkpoints)
                                                          UNet (LoRA folded in) + VAE + CLIP, for
                                                          CheckpointLoaderSimple and the shipped workflows
+
+--workflows (implies --checkpoints) also writes a demo variant of every shipped workflow the set can
+run (devtools/digit_set/workflows.py derives them from workflows/ui and workflows/api):
+
+    user/default/workflows/AMDM demo (digits) - <name>.json    UI format: the frontend's Workflows sidebar
+    user/default/amdm_digits_api/AMDM demo (digits) - <name>.json   the API-format twins (POST /prompt)
+    input/amdm_digits_input.png                                 the img2img workflow's input picture
+
+and names the workflows it skips, with the reason (another model family, or a model the set lacks).
+--user-dir / --input-dir: ComfyUI's --user-directory / --input-directory when not under TARGET.
 
 --link makes symbolic links to demo_set/ instead of copies. The CLIP-L is generated here (seeded,
 devtools.tiny_models.clip_l_state_dict; it needs ComfyUI importable: TARGET when it is a ComfyUI
@@ -106,9 +116,12 @@ def write_checkpoints(models: Path, clip_path: Path, set_dir: Path = SET_DIR) ->
     return out
 
 
-def install(target, link: bool = False, checkpoints: bool = False, set_dir: Path = SET_DIR, warn=None) -> dict:
-    """Install into TARGET's models folders; returns {"unet", "vae", "loras": {name: path}, "clip", "checkpoints"}."""
+def install(target, link: bool = False, checkpoints: bool = False, set_dir: Path = SET_DIR, warn=None,
+            workflows: bool = False, user_dir=None, input_dir=None) -> dict:
+    """Install into TARGET's models folders; returns {"unet", "vae", "loras": {name: path}, "clip", "checkpoints"}
+    (+ "workflows": {name: {"ui", "api"}}, "skipped": {name: reason}, "input_image" with workflows=True)."""
     models = models_dir_of(Path(target))
+    checkpoints = checkpoints or workflows
     if (models.parent / "comfy" / "model_management.py").is_file() and "comfy" not in sys.modules \
             and not os.environ.get("COMFYUI_PATH"):
         os.environ["COMFYUI_PATH"] = str(models.parent)
@@ -128,6 +141,13 @@ def install(target, link: bool = False, checkpoints: bool = False, set_dir: Path
            "clip": clip, "checkpoints": {}}
     if checkpoints:
         out["checkpoints"] = write_checkpoints(models, clip, set_dir)
+    if workflows:
+        from . import workflows as W
+        w = W.write_variants(models.parent, user_dir=user_dir, input_dir=input_dir)
+        out.update(workflows=w["written"], skipped=w["skipped"], input_image=w["input_image"])
+        if warn:
+            for name, reason in w["skipped"].items():
+                warn(f"skipped {name}: {reason}")
     return out
 
 
@@ -137,12 +157,19 @@ def main(argv=None) -> int:
     ap.add_argument("--link", action="store_true", help="symbolic links to demo_set/ instead of copies")
     ap.add_argument("--checkpoints", action="store_true",
                     help="also write full checkpoints (UNet + VAE + CLIP, about 180 MB each) for CheckpointLoaderSimple")
+    ap.add_argument("--workflows", action="store_true",
+                    help="also write demo variants of the shipped workflows into the ComfyUI's user workflows "
+                         "folder (implies --checkpoints)")
+    ap.add_argument("--user-dir", help="ComfyUI's user folder (--user-directory), default TARGET/user")
+    ap.add_argument("--input-dir", help="ComfyUI's input folder (--input-directory), default TARGET/input")
     ap.add_argument("--set", default=str(SET_DIR), help="the set's folder (default: demo_set/)")
     ns = ap.parse_args(argv)
-    out = install(ns.target, link=ns.link, checkpoints=ns.checkpoints, set_dir=Path(ns.set), warn=lambda m: sys.stderr.write(m + "\n"))
+    out = install(ns.target, link=ns.link, checkpoints=ns.checkpoints, set_dir=Path(ns.set),
+                  warn=lambda m: sys.stderr.write(m + "\n"), workflows=ns.workflows, user_dir=ns.user_dir,
+                  input_dir=ns.input_dir)
 
     def s(v):
-        return {k: s(x) for k, x in v.items()} if isinstance(v, dict) else str(v)
+        return {k: s(x) for k, x in v.items()} if isinstance(v, dict) else (None if v is None else str(v))
     sys.stdout.write(json.dumps(s(out), indent=2) + "\n")
     return 0
 
