@@ -32,10 +32,14 @@ DEFAULT_TEXT = "a digit 3 at the top left"
 DEFAULTS = {"seed": 4, "steps": 20, "size": 64, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal"}
 AMDM = {"window_end": 0.5, "base_weight": 0.5, "helper_weight": 0.866, "deviation": 0.35}
 HANDOFF_AT = 0.3            # the helper for the first 30 % of the noise range, then the base
+GUIDANCE = {"form": "autoguidance_cfg", "w": 2.0}     # weak-to-strong: the digit expert over the bare base UNet
+SUPERPOSE = {"mode": "and", "temperature": 1.0}
 MODES = ("base_alone", "helper_alone", "amdm", "compose", "handoff")
+EXTRA_MODES = ("guidance", "superposition")           # the benchmark's (bench/digits); not in the main picture
 TITLES = {"base_alone": "base alone (digit expert)", "helper_alone": "helper alone (position expert)",
           "amdm": "AMDM (Multi-Model Sampler)", "compose": "composition (composable)",
-          "handoff": f"handoff (helper first {int(HANDOFF_AT * 100)} %)"}
+          "handoff": f"handoff (helper first {int(HANDOFF_AT * 100)} %)",
+          "guidance": "model guidance (digit expert over the base)", "superposition": "superposition AND"}
 FILES = {"base_alone": "base_alone.png", "helper_alone": "helper_alone.png", "amdm": "amdm.png",
          "compose": "compose.png", "handoff": "handoff.png"}
 
@@ -76,7 +80,12 @@ class DigitPrompt:
     settings: dict
 
 
-def build(text: str, prefix: str, seed=None, steps=None, size=None) -> DigitPrompt:
+def build(text: str, prefix: str, seed=None, steps=None, size=None, batch_size: int = 1,
+          modes=MODES) -> DigitPrompt:
+    """One API prompt that runs `modes` (of MODES + EXTRA_MODES) on the same seed and latent batch."""
+    unknown = [m for m in modes if m not in MODES + EXTRA_MODES]
+    if unknown:
+        raise ValueError(f"unknown digit demo modes {unknown}; choose from {MODES + EXTRA_MODES}")
     s = dict(DEFAULTS)
     s.update({k: v for k, v in (("seed", seed), ("steps", steps), ("size", size)) if v is not None})
     p = {}
@@ -95,42 +104,63 @@ def build(text: str, prefix: str, seed=None, steps=None, size=None) -> DigitProm
                  strength_model=1.0)
     pos = add("CLIPTextEncode", "Prompt", text=text, clip=clip)
     neg = add("CLIPTextEncode", "Negative (empty)", text="", clip=clip)
-    latent = add("EmptyLatentImage", "Empty latent", width=s["size"], height=s["size"], batch_size=1)
+    latent = add("EmptyLatentImage", "Empty latent", width=s["size"], height=s["size"], batch_size=batch_size)
     common = {k: s[k] for k in ("seed", "steps", "cfg", "sampler_name", "scheduler")}
-    out, samplers = {}, {}
-    out["base_alone"] = add("KSampler", "Base alone (digit expert)", model=base, positive=pos, negative=neg,
-                            latent_image=latent, denoise=1.0, **common)
-    out["helper_alone"] = add("KSampler", "Helper alone (position expert)", model=helper, positive=pos, negative=neg,
-                              latent_image=latent, denoise=1.0, **common)
     mm = dict(common, denoise=1.0, base_range_start=0.0, base_range_end=1.0, base_range_unit="percent",
               model=base, positive=pos, negative=neg, latent_image=latent)
     member = dict(cfg=s["cfg"], range_unit="percent", model=helper, positive=pos, negative=neg)
 
-    agg = add("AMDM_SphericalAggregate", "Spherical Aggregate", mode="spherical", window_unit="percent",
-              window_start=0.0, window_end=AMDM["window_end"], initial_noise="independent",
-              step_noise="independent", normalize_weights=True)
-    dev = add("AMDM_DeviationOptimize", "Deviation Optimize", step=AMDM["deviation"], mode="absolute",
-              target="faithful", members="base", helper_step=AMDM["deviation"], step_unit="per_sqrt_n")
-    m = add("AMDM_Member", "Helper: position expert", weight=AMDM["helper_weight"], range_start=0.0, range_end=1.0,
-            **member)
-    out["amdm"] = add("AMDM_MultiModelSampler", "AMDM: Multi-Model Sampler",
-                      **dict(mm, base_weight=AMDM["base_weight"], members=m, aggregation=agg, deviation=dev))
-    comp = add("AMDM_ComposePredictions", "Compose Predictions (composable)", mode="composable",
-               window_unit="percent", window_start=0.0, window_end=1.0)
-    m = add("AMDM_Member", "Helper (composition)", weight=1.0, range_start=0.0, range_end=1.0, **member)
-    out["compose"] = add("AMDM_MultiModelSampler", "Composition", **dict(mm, base_weight=1.0, members=m,
-                                                                          aggregation=comp))
-    hand = add("AMDM_ComposePredictions", "Compose Predictions (handoff)", mode="average",
-               window_unit="percent", window_start=0.0, window_end=1.0)
-    m = add("AMDM_Member", "Helper (handoff: first part)", weight=1.0, range_start=0.0, range_end=HANDOFF_AT,
-            **member)
-    out["handoff"] = add("AMDM_MultiModelSampler", "Handoff",
-                         **dict(mm, base_weight=1.0, base_range_start=HANDOFF_AT, members=m, aggregation=hand))
+    def ksampler(title, model):
+        return add("KSampler", title, model=model, positive=pos, negative=neg, latent_image=latent, denoise=1.0, **common)
+
+    def amdm():
+        agg = add("AMDM_SphericalAggregate", "Spherical Aggregate", mode="spherical", window_unit="percent",
+                  window_start=0.0, window_end=AMDM["window_end"], initial_noise="independent",
+                  step_noise="independent", normalize_weights=True)
+        dev = add("AMDM_DeviationOptimize", "Deviation Optimize", step=AMDM["deviation"], mode="absolute",
+                  target="faithful", members="base", helper_step=AMDM["deviation"], step_unit="per_sqrt_n")
+        m = add("AMDM_Member", "Helper: position expert", weight=AMDM["helper_weight"], range_start=0.0,
+                range_end=1.0, **member)
+        return add("AMDM_MultiModelSampler", "AMDM: Multi-Model Sampler",
+                   **dict(mm, base_weight=AMDM["base_weight"], members=m, aggregation=agg, deviation=dev))
+
+    def compose():
+        comp = add("AMDM_ComposePredictions", "Compose Predictions (composable)", mode="composable",
+                   window_unit="percent", window_start=0.0, window_end=1.0)
+        m = add("AMDM_Member", "Helper (composition)", weight=1.0, range_start=0.0, range_end=1.0, **member)
+        return add("AMDM_MultiModelSampler", "Composition", **dict(mm, base_weight=1.0, members=m, aggregation=comp))
+
+    def handoff():
+        hand = add("AMDM_ComposePredictions", "Compose Predictions (handoff)", mode="average",
+                   window_unit="percent", window_start=0.0, window_end=1.0)
+        m = add("AMDM_Member", "Helper (handoff: first part)", weight=1.0, range_start=0.0, range_end=HANDOFF_AT,
+                **member)
+        return add("AMDM_MultiModelSampler", "Handoff",
+                   **dict(mm, base_weight=1.0, base_range_start=HANDOFF_AT, members=m, aggregation=hand))
+
+    def guidance():
+        # weak-to-strong: the finetune (digit expert) guided away from the model it was tuned from
+        g = add("AMDM_ModelGuidance", "Model Guidance", window_unit="percent", window_start=0.0, window_end=1.0,
+                **GUIDANCE)
+        m = add("AMDM_Member", "Weak: base UNet", weight=1.0, range_start=0.0, range_end=1.0,
+                **dict(member, model=unet))
+        return add("AMDM_MultiModelSampler", "Model guidance", **dict(mm, base_weight=1.0, members=m, aggregation=g))
+
+    def superposition():
+        sp = add("AMDM_Superposition", "Superposition", **SUPERPOSE)
+        m = add("AMDM_Member", "Helper (superposition)", weight=1.0, range_start=0.0, range_end=1.0, **member)
+        return add("AMDM_MultiModelSampler", "Superposition", **dict(mm, base_weight=1.0, members=m, aggregation=sp))
+
+    build_mode = {"base_alone": lambda: ksampler("Base alone (digit expert)", base),
+                  "helper_alone": lambda: ksampler("Helper alone (position expert)", helper),
+                  "amdm": amdm, "compose": compose, "handoff": handoff, "guidance": guidance,
+                  "superposition": superposition}
+    out, samplers = {m: build_mode[m]() for m in modes}, {}
     saves = {}
     for mode, lat in out.items():
         dec = add("VAEDecode", f"Decode: {mode}", samples=lat, vae=vae)
         saves[mode] = add("SaveImage", TITLES[mode], images=dec, filename_prefix=f"{prefix}_{mode}")[0]
-        if mode in ("amdm", "compose", "handoff"):
+        if mode not in ("base_alone", "helper_alone"):
             samplers[mode] = lat[0]
     return DigitPrompt(p, saves, samplers, text, s)
 
@@ -138,7 +168,7 @@ def build(text: str, prefix: str, seed=None, steps=None, size=None) -> DigitProm
 def evaluations(dp: DigitPrompt, summaries: dict) -> dict:
     """Model evaluations per mode (a KSampler step with CFG counts as one, as the summaries do)."""
     out = {}
-    for mode in MODES:
+    for mode in dp.saves:
         s = summaries.get(mode)
         out[mode] = s["total_evaluations"] if s else dp.settings["steps"]
     return out
