@@ -41,11 +41,11 @@ __all__ += ["EPS_UNITS", "STATE_FAMILIES", "StateUnits", "edm_units", "eps_units
 # cooperation modes beside AMDM: model guidance (autoguidance) and step-count-invariant AMDM weights
 from .guidance import autoguidance, autoguidance_cfg, guidance_evaluations, guidance_needs, guide  # noqa: E402
 from .policies import GUIDANCE_FORMS, SUPERPOSE_MODES  # noqa: E402
-from .rate import (rate_for_share, rate_step_weights, retained_share, step_log_spans,  # noqa: E402
-                   window_covering)
+from .rate import (RatePlan, rate_for_share, rate_plan, rate_step_weights, retained_share,  # noqa: E402
+                   step_log_spans, window_covering)
 
 __all__ += ["GUIDANCE_FORMS", "SUPERPOSE_MODES", "autoguidance", "autoguidance_cfg", "guidance_evaluations",
-            "guidance_needs", "guide", "rate_for_share", "rate_step_weights", "retained_share", "step_log_spans",
+            "guidance_needs", "guide", "RatePlan", "rate_for_share", "rate_plan", "rate_step_weights", "retained_share", "step_log_spans",
             "window_covering"]
 
 # superposition (SuperDiff OR / AND) with its own reverse-SDE stepper, and the flow <-> k-space map it needs

@@ -8,6 +8,7 @@ a host sampler keeps its full remaining schedule (and multistep history) there.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
@@ -117,7 +118,9 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                 active: Optional[Sequence[Sequence[bool]]] = None,
                 on_progress: Optional[ProgressHook] = None,
                 units: Optional[StateUnits] = None,
-                step_weights: Optional[Sequence[Optional[Sequence[float]]]] = None) -> tuple[torch.Tensor, Trace]:
+                step_weights: Optional[Sequence[Optional[Sequence[float]]]] = None,
+                step_deviation: Optional[Sequence[Optional[float]]] = None,
+                normalize_step_weights: Optional[bool] = None) -> tuple[torch.Tensor, Trace]:
     """Run AMDM; returns the specified member's final state (the sampler's own state) and the Trace.
 
     denoisers[k](x, sigma[B]) -> denoised x0 prediction of member k (CFG inside); member 0 is the
@@ -142,7 +145,12 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
     step j aggregates (None: `weights`), e.g. amdm_core.rate.rate_step_weights, whose weights follow
     a continuous rate over the noise interval so the cumulative pull does not grow with the step
     count. `weights` still decides which helpers run (weight > 0). Normalised over the members taking
-    part in the step, as `weights` are. None (default) leaves every step exactly as before.
+    part in the step, as `weights` are (normalize_step_weights None: as normalize_weights; False for
+    rate_plan's weights, which are relative to the base's already aggregated state and used as given). None (default) leaves
+    every step exactly as before.
+    step_deviation (optional, opt-in): one entry per step, a factor on an absolute or clamped deviation
+    step's length at that step (None: 1; "relative" steps are fractions and are not scaled), e.g.
+    amdm_core.rate.rate_plan's deviation_scale, so the deviation shrinks with the step's aggregation.
     """
     K = len(denoisers)
     if K < 1 or len(initial_states) != K or len(weights) != K:
@@ -169,6 +177,9 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
         raise ValueError("the base member must be active at every step of an AMDM run")
     raw = [float(v) for v in weights]
     per_step = _check_step_weights(step_weights, K, n_steps)
+    if step_deviation is not None and (len(step_deviation) != n_steps or any(
+            v is not None and not (math.isfinite(float(v)) and float(v) >= 0) for v in step_deviation)):
+        raise ValueError(f"'step_deviation' must give one factor >= 0 (or None) per step ({n_steps})")
     w = spherical_weights(raw) if normalize_weights else raw
     win_end = -1 if window.empty else window.end
     runs = {k: [j for j in range(win_end + 1) if active is None or active[k][j]]
@@ -204,11 +215,16 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
             results[k] = stepper.step(den[k], x[k], s, s_next, j, stream)
             progress(k, j, results[k].state)
         if j in window and len(members) > 1:
-            raw_j = raw if per_step is None or per_step[j] is None else per_step[j]
-            wj = spherical_weights([raw_j[k] for k in members]) if normalize_weights else [raw_j[k] for k in members]
+            own = per_step is not None and per_step[j] is not None
+            raw_j = per_step[j] if own else raw
+            norm_j = normalize_weights if not own or normalize_step_weights is None else normalize_step_weights
+            wj = spherical_weights([raw_j[k] for k in members]) if norm_j else [raw_j[k] for k in members]
+            dev_j = deviation
+            if deviation is not None and step_deviation is not None and step_deviation[j] is not None:
+                dev_j = _scaled(deviation, float(step_deviation[j]), K)
             trace.aggregated_weights.append(list(wj))
             now_first = {k: den[k].first for k in members}
-            x = _aggregate_step(results, members, wj, mode, deviation, step_noise, stepper, entering,
+            x = _aggregate_step(results, members, wj, mode, dev_j, step_noise, stepper, entering,
                                 prev_first, now_first, float(s), float(s_next), schedule, trace, units)
             trace.aggregated_steps.append(j)
             trace.aggregated_sigmas.append(float(s_next))
@@ -223,6 +239,15 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                           callback=lambda j, d, xs: progress(0, j, xs))
     trace.evaluations = [d.calls for d in den]
     return out, trace
+
+
+def _scaled(deviation: Deviation, scale: float, K: int) -> Deviation:
+    """The deviation with its step lengths times `scale` (a relative step, a fraction, unchanged)."""
+    if deviation.mode == "relative" or scale == 1.0:
+        return deviation
+    steps = [deviation.step_for(k) * scale for k in range(K)]
+    return Deviation(step=steps, mode=deviation.mode, target=deviation.target, members=deviation.members,
+                     scale=deviation.scale)
 
 
 def _check_step_weights(step_weights, K, n_steps):

@@ -1,32 +1,60 @@
-"""Step-count-invariant AMDM weights: a continuous aggregation rate over the noise interval.
+"""Step-count-invariant AMDM ("per noise interval"): a continuous aggregation rate over the noise interval.
 
 With constant weights (omega, sqrt(1 - omega^2)) at every window step, the cumulative pull toward the
 helpers grows with the number of steps the window holds: the same window by noise level aggregates
-3 times at 10 steps and 15 times at 50. Here each window step j instead gets a weight from a rate
-per unit of log-noise and the part of the log-sigma interval the step spans,
+3 times at 10 steps and 15 times at 50. Here the pull is one continuous relaxation in log sigma,
+applied at whatever steps the grid has, and the deviation step is scaled to each step's share of it.
 
-    Delta_j = |log s_j - log s_{j+1}|   (s = the k-diffusion sigma, clipped to the interval)
-    tau_j   = 1 - exp(-rate * Delta_j)                     (the step's slerp fraction)
-    theta_j = (pi / 2) * tau_j                             (~ rate * Delta_j * pi / 2 for small steps)
-    weights = [cos theta_j, sin theta_j * h_1, ..., sin theta_j * h_{K-1}]   (sum of squares 1)
+The base's cumulative composition. After the part l of the window's log k-sigma interval (length L)
+the base is, in terms of the members' own (independent-noise) states o (its own) and h (the helpers,
+split by their relative weights scaled to unit L2 norm),
 
-where h is the helpers' relative weights scaled to unit L2 norm. Why this form:
+    x(l) = cos Psi(l) o + sin Psi(l) h,      Psi(l) = (pi / 2) (1 - exp(-rate * l)),
 
-- Per-step weights stay spherical (sum w^2 = 1), as AMDM's aggregation needs.
-- The helpers' weight is first order in Delta_j, so the per-step aggregations are the steps of one
-  continuous relaxation in log sigma and the sample converges as the step count grows. (Choosing
-  cos theta_j = exp(-rate * Delta_j) would keep prod cos theta_j fixed, but its helper weight
-  sin theta_j ~ sqrt(2 rate Delta_j) is half order: the coherent pull toward the helpers then grows
-  like sqrt(steps), worse than constant weights in tests/core/test_rate.py's measurement.)
-- The base's retained share, prod_j (1 - tau_j) = exp(-rate * sum_j Delta_j), depends only on the
-  interval spanned, whatever the grid. In the slerp mode this is exactly the fraction of the angle
-  between the base and a fixed helper direction that the base keeps (each slerp step moves a
-  fraction tau_j along the great circle; spherical equals slerp for orthogonal equal-norm inputs).
-  theta_j never exceeds pi/2, so the base weight never turns negative, however large the rate.
+spherical weights (sum of squares 1) at every l, so the noise variance is kept for independent members
+as AMDM's aggregation intends, and the base keeps the share 1 - Psi(L) / (pi / 2) = exp(-rate * L) of
+its right angle to the helpers over the window (rate_for_share gives the rate for a share). Psi stays
+below pi / 2 at every finite rate: the base's weight never turns negative.
+
+Each window step j covers Delta_j = |log s_j - log s_{j+1}| (s = the k-diffusion sigma, clipped to the
+interval); after it the base must hold cos Psi_j o + sin Psi_j h, Psi_j = Psi(Delta_1 + ... + Delta_j).
+The state it aggregates already holds cos Psi_{j-1} o + sin Psi_{j-1} h, so the step's weights are
+
+    w_0j = cos Psi_j / cos Psi_{j-1},      w_kj = h_k sin(Psi_j - Psi_{j-1}) / cos Psi_{j-1},
+
+which map the one onto the other exactly (cos Psi_j tan Psi_{j-1} + sin(Psi_j - Psi_{j-1}) / cos Psi_{j-1}
+= sin Psi_j). They are the spherical weights (cos, sin) of the step's angle at the first step and are
+applied as given (not rescaled to unit norm) after it. Why not unit-norm weights at every step: the
+previous form [cos theta_j, sin theta_j h], theta_j = (pi / 2)(1 - exp(-rate * Delta_j)), is spherical for
+orthogonal inputs only; from the second step the base already holds helper content, and
+cos theta_j x + sin theta_j h adds sin theta_j of the helper while removing only 1 - cos theta_j ~
+theta_j^2 / 2 of the base. Over many small steps the helper piles up on top of a nearly untouched base
+(frozen members, share 0.2, Karras, sigma 8 -> 1: the base ends as 0.56 o + 1.59 h at 10 steps and
+0.86 o + 2.26 h at 50, norm x1.7 and x2.4, against 0.31 o + 0.95 h here at every step count); the
+outcome follows the step count, the opposite of the option's purpose (tests/core/test_rate.py).
+
+The deviation step. An absolute (or clamped) deviation step moves the aggregate back toward the base's
+own mean by a fixed distance p sqrt(n) each time it runs. The aggregation of a step moves the base by
+~ its angle theta_j = Psi_j - Psi_{j-1} (times the state's norm), so at full length the deviation
+undoes a fraction ~ p / theta_j of each step's pull: a few large steps keep most of it, many small
+steps (theta_j < p) are overshot, and the base is pushed away from the helpers, more so the more steps
+the window holds (measured on the toy benchmark: joint success 59 / 40 / 6 % at 10 / 20 / 50 steps).
+Here step j's deviation length is p * theta_j / (pi / 3): p is read as the length for one
+aggregation of the paper's strength (omega = 0.5, an angle of pi / 3, what the default p = 0.35 is
+sized for), and every step removes the same fraction of its own pull, so the total deviation over a
+window follows its noise interval, not its step count (deviation_scale; "relative" steps are a
+fraction already and are not scaled).
+
 - log sigma rather than sigma: the noise levels are spread roughly evenly in log sigma by the usual
   schedulers, and a sigma measure would put almost all the rate into the few high-noise steps
   (sigma 14.6 -> 1 is 93 % of SD's sigma range but half of its log-sigma range). For flow and EDM
   members, s is the equivalent k-diffusion sigma (StateUnits.eps_sigma).
+- What stays grid dependent: the exact composition assumes the states do not move between window
+  steps. They do, by the members' own steps, and the aggregation acts at the grid's sigmas only: on a
+  coarse grid the pull over a step's span arrives at its end (later, at lower noise, with fewer base
+  steps after it). The benchmark's reference-like setting still varies by ~10 pp between 10 and 50
+  steps (47.6 / 40.8 / 38.0 % on ddim_uniform; 11.3 pp over three schedulers, 2 pp between schedulers),
+  against ~80 pp with the previous form (bench/results/quality/table_modes.md).
 
 The interval defaults to the window's own span [sigma at its first step, sigma after its last];
 pass `interval` to clip to a fixed noise range, with a window that covers it (window_covering), so
@@ -35,6 +63,7 @@ that runs of any step count span exactly that range: their retained shares then 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import torch
@@ -44,6 +73,7 @@ from .weights import _as_floats
 from .window import EMPTY_WINDOW, StepWindow
 
 StepWeights = List[Optional[List[float]]]    # per step: K weights at a window step, None elsewhere
+REFERENCE_ANGLE = math.pi / 3                # the paper's aggregation (omega = 0.5): what a deviation step is sized for
 
 
 def _k_sigma(units: StateUnits, sigma: float) -> float:
@@ -82,19 +112,37 @@ def step_log_spans(sigmas: Sequence[float] | torch.Tensor, window: StepWindow, i
     return spans
 
 
-def rate_step_weights(rate: float, helper_weights: Sequence[float], sigmas: Sequence[float] | torch.Tensor,
-                      window: StepWindow, *, interval=None, units: Optional[StateUnits] = None) -> StepWeights:
-    """Per-step spherical weights for amdm_sample(step_weights=...), from a continuous rate.
+@dataclass(frozen=True)
+class RatePlan:
+    """What "per noise interval" does at each step of a run (None outside the window).
+
+    weights: the K raw weights amdm_sample applies at step j to the members' states, used as given
+      (normalize_step_weights=False): they move the base from the cumulative weights of step j - 1
+      to those of step j; not unit norm once the base already holds helper content.
+    cumulative: the base's composition after step j in terms of the members' own states,
+      [cos Psi_j, sin Psi_j * h_1, ...]: sum of squares 1 (AMDM's spherical weights).
+    deviation_scale: the factor on an absolute deviation step's length at step j, theta_j / (pi / 3)
+      with theta_j = Psi_j - Psi_{j-1} (see the module docstring).
+    """
+    weights: StepWeights
+    cumulative: StepWeights
+    deviation_scale: List[Optional[float]]
+
+
+def rate_plan(rate: float, helper_weights: Sequence[float], sigmas: Sequence[float] | torch.Tensor,
+              window: StepWindow, *, interval=None, units: Optional[StateUnits] = None) -> RatePlan:
+    """The per-step weights and deviation scales of strength "per noise interval" (module docstring).
 
     rate: >= 0, per unit of log k-sigma; the base keeps exp(-rate * L) of its angle to the helpers
       over a window spanning L = log(sigma_high / sigma_low) (rate_for_share gives the rate for a share).
-    helper_weights: K - 1 non-negative relative weights of the helpers (their L2 split of sin theta_j);
+    helper_weights: K - 1 non-negative relative weights of the helpers (their L2 split of sin Psi);
       the base's weight comes from the rate. Pass amdm_sample weights = [1, *helper_weights] so the
       same helpers run.
     sigmas: the run's sigmas in the members' own units (as amdm_sample gets them); window: the run's
       resolved window; interval: optional (sigma_high, sigma_low) in the same units that clips each
       step's span (see the module docstring); units: the members' StateUnits (None = eps).
-    Returns one entry per step: K weights (sum of squares 1) at window steps, None elsewhere.
+    Pass plan.weights as amdm_sample(step_weights=..., normalize_step_weights=False) and
+    plan.deviation_scale as step_deviation=...
     """
     r = _as_floats([rate], "rate")[0]
     if r < 0:
@@ -104,19 +152,46 @@ def rate_step_weights(rate: float, helper_weights: Sequence[float], sigmas: Sequ
         raise ValueError(f"'helper_weights' = {h} must be one or more non-negative weights, not all zero")
     norm = math.sqrt(sum((v / max(h)) ** 2 for v in h))
     h = [v / max(h) / norm for v in h]
-    out: StepWeights = []
+    weights: StepWeights = []
+    cumulative: StepWeights = []
+    scales: List[Optional[float]] = []
+    covered = 0.0
     for j, span in enumerate(step_log_spans(sigmas, window, interval, units)):
         if j not in window:
-            out.append(None)
+            weights.append(None)
+            cumulative.append(None)
+            scales.append(None)
             continue
-        theta = 0.5 * math.pi * -math.expm1(-r * span)          # tau_j = 1 - exp(-rate * Delta_j)
-        out.append([math.cos(theta)] + [math.sin(theta) * v for v in h])
-    return out
+        psi0 = 0.5 * math.pi * -math.expm1(-r * covered)     # Psi before this step
+        covered += span
+        psi1 = 0.5 * math.pi * -math.expm1(-r * covered)     # Psi(l) = (pi / 2) (1 - exp(-rate * l))
+        c0 = math.cos(psi0)                                  # > 0: Psi < pi / 2 at every finite l
+        weights.append([math.cos(psi1) / c0] + [math.sin(psi1 - psi0) / c0 * v for v in h])
+        cumulative.append([math.cos(psi1)] + [math.sin(psi1) * v for v in h])
+        scales.append((psi1 - psi0) / REFERENCE_ANGLE)
+    return RatePlan(weights, cumulative, scales)
 
 
-def retained_share(step_weights: StepWeights) -> float:
-    """prod_j (1 - tau_j), tau_j = (2 / pi) acos(w_0j) over the steps that have weights: the fraction of
-    its angle to the helpers the base keeps (exp(-rate * L) for rate_step_weights)."""
+def rate_step_weights(rate: float, helper_weights: Sequence[float], sigmas: Sequence[float] | torch.Tensor,
+                      window: StepWindow, *, interval=None, units: Optional[StateUnits] = None) -> StepWeights:
+    """rate_plan(...).weights: per-step weights for amdm_sample(step_weights=..., normalize_step_weights=False)."""
+    return rate_plan(rate, helper_weights, sigmas, window, interval=interval, units=units).weights
+
+
+def retained_share(step_weights: StepWeights, cumulative: bool = False) -> float:
+    """The fraction of its angle to the helpers the base keeps over the steps that have weights.
+
+    cumulative=False (strength "per step": unit-norm weights at every step): prod_j (1 - tau_j),
+    tau_j = (2 / pi) acos(w_0j), each step a slerp fraction toward the helpers.
+    cumulative=True (rate_plan's weights): the base's cumulative weight is cos Psi = prod_j w_0j, and
+    the share 1 - Psi / (pi / 2) (exp(-rate * L) for rate_plan).
+    """
+    if cumulative:
+        c = 1.0
+        for w in step_weights:
+            if w is not None:
+                c *= float(w[0])
+        return 1.0 - (2.0 / math.pi) * math.acos(min(1.0, max(0.0, c)))
     share = 1.0
     for w in step_weights:
         if w is not None:

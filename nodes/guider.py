@@ -28,7 +28,7 @@ import torch
 import comfy.samplers
 
 from ..amdm_core import (EMPTY_WINDOW, DiscreteSchedule, SuperposeTrace, Trace, amdm_sample, helper_initial_noise,
-                         k_space, rate_for_share, rate_step_weights, seeded_noise, superpose_sample)
+                         k_space, rate_for_share, rate_plan, seeded_noise, superpose_sample)
 from .compose_model import ComposeModel
 from .guidance_model import GuidanceModel
 from .host_mirror import check_multigpu, enter_helper, exit_helper, helper_extra_models, prepare_helper_run
@@ -267,7 +267,9 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
         if deviation is not None and deviation.target == "reference":
             schedule = DiscreteSchedule.from_sigmas(ms.sigmas)    # discrete: checked before loading
         window = plan.window if subs else None
-        step_weights = self._rate_weights(sigmas, window, ms) if subs else None
+        rplan = self._rate_plan(sigmas, window, ms) if subs else None
+        rated = {} if rplan is None else dict(step_weights=rplan.weights, step_deviation=rplan.deviation_scale,
+                                              normalize_step_weights=False)
         # the other modes reach this loop only when the base runs alone: any AMDM settings do then
         agg = self.aggregation if isinstance(self.aggregation, AggregationSettings) else AggregationSettings()
         out, trace = amdm_sample(
@@ -275,14 +277,15 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
             stepper=HostStepper(host, extra_args.get("seed"), disable_pbar=disable),
             mode=agg.mode, deviation=deviation, step_noise=agg.step_noise,
             schedule=schedule, normalize_weights=agg.normalize_weights, active=active,
-            on_progress=self._progress(callback), units=state_units(ms), step_weights=step_weights)
+            on_progress=self._progress(callback), units=state_units(ms), **rated)
         self.report.trace = trace
         self.report.weight_swaps = sum(d.weight_swaps for d in denoisers)
         return out
 
-    def _rate_weights(self, sigmas, window, ms):
-        """Spherical Aggregate's "per noise interval" strength: per-step weights from the rate whose base
-        keeps `retained_share` over the window's noise interval (amdm_core.rate); None: constant weights."""
+    def _rate_plan(self, sigmas, window, ms):
+        """Spherical Aggregate's "per noise interval" strength: per-step weights and deviation scales from
+        the rate whose base keeps `retained_share` over the window's noise interval (amdm_core.rate_plan);
+        None: constant weights."""
         agg = self.aggregation
         if agg.strength != STRENGTH_PER_INTERVAL or window is None or window.empty:
             return None
@@ -291,8 +294,8 @@ class Guider_MultiModel(comfy.samplers.CFGGuider):
             return None
         units = state_units(ms)
         rate = rate_for_share(agg.retained_share, *interval, units=units)
-        return rate_step_weights(rate, [m.weight for m in self.helpers], sigmas.detach().cpu(), window,
-                                 interval=interval, units=units)
+        return rate_plan(rate, [m.weight for m in self.helpers], sigmas.detach().cpu(), window,
+                         interval=interval, units=units)
 
     def _progress(self, callback):
         if self.progress_hook is not None:

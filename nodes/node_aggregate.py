@@ -50,9 +50,11 @@ class SphericalAggregate(io.ComfyNode):
                 io.Combo.Input("strength", options=list(STRENGTHS), default=d.strength, optional=True,
                                tooltip="per step: the member weights at every window step (the paper; more steps in "
                                        "the window pull harder). per noise interval: the same pull at every step "
-                                       "count: each step's helper weight follows its share of the window's log-sigma "
-                                       "interval so the base keeps 'retained share' over the window (base weight "
-                                       "not used; helpers' weights set their split)."),
+                                       "count: the base's mix of its own and the helpers' states follows the part "
+                                       "of the window's log-sigma interval covered so far (sum of squares 1) and "
+                                       "keeps 'retained share' over the window; an absolute deviation step is "
+                                       "scaled to each step's share of the pull (base weight not used; helpers' "
+                                       "weights set their split)."),
                 io.Float.Input("retained_share", default=d.retained_share, min=0.001, max=1.0, step=0.001,
                                optional=True, display_name="retained share",
                                tooltip="per noise interval only: the share of its angle to the helpers the base keeps "

@@ -48,7 +48,8 @@ def _mode_details(guider, report, trace, sampler_name) -> dict:
     if guider.operator == "amdm":
         weights = trace.aggregated_weights if trace else []
         return {"strength": agg.strength,
-                "retained_share": float(f"{retained_share(weights):.6g}") if weights else None,
+                "retained_share": float(f"{retained_share(weights, agg.strength == 'per noise interval'):.6g}")
+                if weights else None,
                 "target_share": agg.retained_share if agg.strength == "per noise interval" else None}
     if guider.operator == "guidance":
         g = report.guidance or {}

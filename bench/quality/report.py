@@ -27,7 +27,16 @@ def stamp(doc) -> str:
             f"Host: ComfyUI {doc['host']['comfyui']}, torch {doc['host']['torch']}, {doc['host']['cpu_threads']} CPU "
             f"thread(s) of {doc['host']['cpus']}; total {doc['timing']['total_seconds']} s; load average (1 min) "
             f"{doc['timing']['load_average_start'][0]} at start, {doc['timing']['load_average_end'][0]} at end "
-            f"(other work shared the CPU: wall times are indicative, evaluation counts are exact)")
+            f"(other work shared the CPU: wall times are indicative, evaluation counts are exact)"
+            + "".join(_merged_stamp(m) for m in doc.get("merged_runs", [])))
+
+
+def _merged_stamp(m) -> str:
+    """A later run that replaced the rows of some groups (run.py --merge)."""
+    g = m["git"]
+    dirty = " (uncommitted: " + ", ".join(g["dirty_paths"][:8]) + ")" if g["dirty"] else ""
+    return (f"  \nRows of {', '.join(m['groups'])} re-run by `{m['command']}` at commit `{g['commit']}`{dirty}; "
+            f"total {m['timing']['total_seconds']} s")
 
 
 def method_table(doc, group, set_name):

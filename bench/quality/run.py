@@ -230,6 +230,9 @@ def main(argv=None):
                                                     "(e.g. invariance_calibration)")
     ap.add_argument("--targets", type=int, default=None, help="override targets per set")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--merge", action="store_true",
+                    help="with --modes --groups: replace only the rows of the groups run in the existing "
+                         "results_modes.json (others kept), then rewrite table_modes.md from the merged rows")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     load_start = os.getloadavg()
@@ -245,7 +248,7 @@ def main(argv=None):
         "quick" if args.quick else "")
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_modes" if args.modes else ""
-    logf = open(out_dir / f"run{suffix}.log", "w")
+    logf = open(out_dir / f"run{suffix}.log", "a" if args.merge else "w")   # a merge run adds to the log
 
     def log(msg):
         print(msg, flush=True)
@@ -312,6 +315,9 @@ def main(argv=None):
                    "load_average_start": [round(v, 2) for v in load_start],
                    "load_average_end": [round(v, 2) for v in os.getloadavg()]},
     }
+    timing = doc["timing"]                 # this run's (a merge keeps the earlier run's own timing)
+    if args.merge:
+        doc = merge_rows(out_dir / f"results{suffix}.json", doc)
     (out_dir / f"results{suffix}.json").write_text(json.dumps(doc, indent=1) + "\n")
     if args.modes:
         from .report import write_modes_report
@@ -320,10 +326,35 @@ def main(argv=None):
         from .report import write_report
         write_report(doc, keep, out_dir)
     total = time.perf_counter() - t_start
-    doc["timing"]["total_seconds"] = round(total, 1)
+    timing["total_seconds"] = round(total, 1)
     (out_dir / f"results{suffix}.json").write_text(json.dumps(doc, indent=1) + "\n")
     log(f"done in {total:.1f} s -> {out_dir}")
     return doc
+
+
+def merge_rows(path: Path, new: dict) -> dict:
+    """The existing results with the rows of the groups just run replaced by the new rows (in place of the
+    first old row of those groups, else appended); the run's command, git and timing are recorded under
+    "merged_runs". No existing file: the new results."""
+    if not path.is_file():
+        return new
+    old = json.loads(path.read_text())
+    groups = {m["group"] for m in new["methods"]}
+    rows, placed = [], False
+    for m in old["methods"]:
+        if m["group"] in groups:
+            if not placed:
+                rows += new["methods"]
+                placed = True
+            continue
+        rows.append(m)
+    if not placed:
+        rows += new["methods"]
+    old["methods"] = rows
+    old["verdicts"] = verdicts(rows)
+    old.setdefault("merged_runs", []).append({k: new[k] for k in ("command", "git", "host", "timing")}
+                                             | {"groups": sorted(groups)})
+    return old
 
 
 def _comfy_version():
