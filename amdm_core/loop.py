@@ -218,7 +218,7 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
             own = per_step is not None and per_step[j] is not None
             raw_j = per_step[j] if own else raw
             norm_j = normalize_weights if not own or normalize_step_weights is None else normalize_step_weights
-            wj = spherical_weights([raw_j[k] for k in members]) if norm_j else [raw_j[k] for k in members]
+            wj = spherical_weights([raw_j[k] for k in members]) if norm_j else _present(raw_j, members, own)
             dev_j = deviation
             if deviation is not None and step_deviation is not None and step_deviation[j] is not None:
                 dev_j = _scaled(deviation, float(step_deviation[j]), K)
@@ -239,6 +239,17 @@ def amdm_sample(denoisers: Sequence[Denoiser], sigmas: torch.Tensor, initial_sta
                           callback=lambda j, d, xs: progress(0, j, xs))
     trace.evaluations = [d.calls for d in den]
     return out, trace
+
+
+def _present(raw_j, members, own):
+    """Weights used as given; for a step's own weights, helpers not taking part in the step (noise ranges)
+    hand their share to those that do (the helpers' L2 norm is kept), so the step's pull stays whole."""
+    w = [raw_j[k] for k in members]
+    if not own or len(w) < 2:
+        return w
+    full = math.sqrt(sum(v * v for v in raw_j[1:]))
+    here = math.sqrt(sum(v * v for v in w[1:]))
+    return w if here == 0 or here == full else [w[0]] + [v * full / here for v in w[1:]]
 
 
 def _scaled(deviation: Deviation, scale: float, K: int) -> Deviation:

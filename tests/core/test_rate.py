@@ -233,3 +233,23 @@ def test_bad_inputs_name_the_input():
         step_log_spans(s.flip(0), window_from_steps(1, 3, 20))
     with pytest.raises(ValueError, match="'sigma_high'"):
         window_covering(1.0, 8.0, s)
+
+
+def test_a_helper_outside_its_noise_range_hands_its_share_to_the_others(gen):
+    """Three frozen members, the plan split equally between two helpers; the second helper is not active
+    (its noise range) in the window: the first takes the whole helper share, and the base still ends on
+    cos Psi o + sin Psi h1 (the step's pull is not lost with the absent helper)."""
+    o, h1, h2 = (torch.randn(1, 4, 16, 16, generator=gen, dtype=torch.float64) for _ in range(3))
+    s = karras(20).double()
+    win = window_covering(HI, LO, s)
+    plan = rate_plan(rate_for_share(0.3, HI, LO), [1.0, 1.0], s, win, interval=(HI, LO))
+    n = len(s) - 1
+    active = [[True] * n, [True] * n, [False] * n]
+    dens = [lambda x, sig: torch.zeros_like(x)] * 3
+    c0 = vp_scale(float(s[0]))
+    out, tr = amdm_sample(dens, s, [o * c0, h1 * c0, h2 * c0], weights=[1.0, 1.0, 1.0], window=win,
+                          stepper=FrozenStepper(), deviation=Deviation(step=0.0), active=active,
+                          step_weights=plan.weights, normalize_step_weights=False)
+    psi = 0.5 * math.pi * 0.7
+    assert torch.allclose(out, math.cos(psi) * o + math.sin(psi) * h1, atol=1e-5)
+    assert all(len(w) == 2 for w in tr.aggregated_weights)
