@@ -25,11 +25,11 @@ import io
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.git_state import git_state
 from bench.quality.stats import rate
 from devtools.digit_set import data, install
 from scripts.amdm_main import digit_demo
@@ -180,23 +180,9 @@ def grid(keep: dict, modes, path: Path):
     canvas.save(path)
 
 
-def git_info() -> dict:
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20).stdout
-        except Exception:
-            return ""
-    status = git("status", "--porcelain")
-    return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(status.strip()),
-            "dirty_paths": [ln[3:] for ln in status.splitlines() if len(ln) > 3][:40]}
-
-
 def start_server(log, out: Path):
     from devtools.server import ComfyServer
-    models = digit_demo.model_files()
-    clip = REPO_ROOT / ".cache" / "amdm_digits" / "models" / "text_encoders" / digit_demo.CLIP
-    install.ensure_clip(clip, warn=log)
-    models["text_encoders"] = [clip]
+    models = digit_demo.server_models(warn=log)
     server = ComfyServer(models=models, python=sys.executable, cpu=None, log_path=out / "comfyui.log")
     t0 = time.monotonic()
     client = server.start()
@@ -253,7 +239,7 @@ def main(argv=None) -> int:
     import torch
     doc = {
         "command": "python -m bench.digits.run " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_info(), "profile": prof, "profile_name": name, "settings": digit_demo.DEFAULTS,
+        "git": git_state(REPO_ROOT), "profile": prof, "profile_name": name, "settings": digit_demo.DEFAULTS,
         "amdm_settings": digit_demo.AMDM, "handoff_at": digit_demo.HANDOFF_AT, "guidance": digit_demo.GUIDANCE,
         "superposition": digit_demo.SUPERPOSE, "modes": list(modes),
         "targets": {s: [t for t, _ in ts] for s, ts in sets.items()},

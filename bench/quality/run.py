@@ -22,13 +22,14 @@ import logging
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from bench.git_state import git_state
 
 from .comfy_env import REPO_ROOT, import_pack
 from .data import ASPECTS, CanvasSet, home, target_name
@@ -178,15 +179,7 @@ def merge_restores_models(ctx):
 
 
 def git_info():
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20).stdout
-        except Exception:
-            return ""
-    status = git("status", "--porcelain")
-    return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(status.strip()),
-            "dirty_paths": [l[3:] for l in status.splitlines() if len(l) > 3][:40],
-            "bench_digest": bench_digest()}
+    return dict(git_state(REPO_ROOT), bench_digest=bench_digest())
 
 
 def bench_digest() -> str:

@@ -18,15 +18,19 @@ and colour from each picture."""
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from devtools.digit_set import data, install, judges as J, text as T, train
+from devtools.host import REPO_ROOT
 
 UNET = train.FILES["unet"]
 VAE = train.FILES["vae"]
 LORA = {n: train.FILES["lora"].format(n) for n in train.EXPERTS}
 CLIP = T.CLIP_FILE
+CLIP_CACHE = Path(os.environ.get("AMDM_DIGIT_SET_MODELS") or REPO_ROOT / ".cache" / "amdm_digits")
 BASE_EXPERT, HELPER_EXPERT = "digit", "position"
 DEFAULT_TEXT = "a digit 3 at the top left"
 DEFAULTS = {"seed": 4, "steps": 20, "size": 64, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal"}
@@ -42,6 +46,17 @@ TITLES = {"base_alone": "base alone (digit expert)", "helper_alone": "helper alo
           "guidance": "model guidance (digit expert over the base)", "superposition": "superposition AND"}
 FILES = {"base_alone": "base_alone.png", "helper_alone": "helper_alone.png", "amdm": "amdm.png",
          "compose": "compose.png", "handoff": "handoff.png"}
+
+
+def server_models(warn=None) -> dict:
+    """model_files() plus the set's CLIP-L, generated once into CLIP_CACHE (checked against its digest)."""
+    models = model_files()
+    clip = CLIP_CACHE / "models" / "text_encoders" / CLIP
+    if not clip.is_file() and warn:
+        warn(f"generating the demo set's CLIP-L into {clip.parent} (seeded, once)")
+    install.ensure_clip(clip, warn=warn)
+    models["text_encoders"] = [clip]
+    return models
 
 
 def model_files() -> dict:

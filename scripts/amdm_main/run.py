@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools import demo_models
-from devtools.digit_set import install as digit_install
 
 from . import workflow_format, workflow_specs
 from devtools.client import ClientError, ComfyClient, PromptFailed, PromptRejected
@@ -40,7 +39,6 @@ from .prompt_edit import (UsageError, add_baseline, apply_overrides, combo_list,
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "api" / f"{workflow_specs.MAIN_WORKFLOW}.json"
 DEFAULT_OUTPUT = REPO_ROOT / "output" / "amdm_demo"
 DEMO_CACHE = Path(os.environ.get("AMDM_DEMO_MODELS") or REPO_ROOT / ".cache" / "amdm_demo")
-DIGIT_CACHE = Path(os.environ.get("AMDM_DIGIT_SET_MODELS") or REPO_ROOT / ".cache" / "amdm_digits")
 DEMO_SIZE = 128          # the demo models are random: small is enough and fast on a CPU
 OUTPUT_FILES = ("amdm.png", "base_alone.png", "comparison.png", "summary.json", "summary.txt")
 DIGIT_OUTPUT_FILES = ("comparison.png", "base_alone.png", "helper_alone.png", "amdm.png", "compose.png",
@@ -350,12 +348,7 @@ def digit_models_on_server(client: ComfyClient, info: dict):
 
 def start_digit_server(ns, session: Session, out_dir: Path) -> ComfyClient:
     comfy = local_comfyui(ns)
-    models = digit_demo.model_files()
-    clip = DIGIT_CACHE / "models" / "text_encoders" / digit_demo.CLIP
-    if not clip.is_file():
-        log(f"generating the demo set's CLIP-L into {clip.parent} (seeded, once)")
-    digit_install.ensure_clip(clip, warn=log)
-    models["text_encoders"] = [clip]
+    models = digit_demo.server_models(warn=log)
     out_dir.mkdir(parents=True, exist_ok=True)
     server = session.server = ComfyServer(models=models, comfyui_path=comfy, python=sys.executable,
                                           cpu=True if ns.cpu else (False if ns.gpu else None),

@@ -7,32 +7,17 @@ Runs `python -m bench.digits.run --quick --out <tmp>` in a subprocess (it starts
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI").resolve()
 MODES = ("base_alone", "helper_alone", "amdm", "compose", "handoff", "guidance", "superposition")
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    if not (COMFYUI_PATH / "nodes.py").is_file():
-        pytest.fail(f"ComfyUI not found at {COMFYUI_PATH}: run scripts/setup_env.sh or set COMFYUI_PATH",
-                    pytrace=False)
+def quick(tmp_path_factory, quick_bench):
     out = tmp_path_factory.mktemp("digits_quick")
-    env = dict(os.environ, COMFYUI_PATH=str(COMFYUI_PATH))
-    proc = subprocess.run([sys.executable, "-m", "bench.digits.run", "--quick", "--out", str(out)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        pytest.fail(f"quick digit benchmark failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}",
-                    pytrace=False)
-    return out, json.loads((out / "results.json").read_text())
+    return out, quick_bench("bench.digits.run", out, "quick digit benchmark")
 
 
 def test_every_mode_ran_on_every_target(quick):

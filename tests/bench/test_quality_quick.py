@@ -8,15 +8,11 @@ on a 2-core machine.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMFYUI_PATH = Path(os.environ.get("COMFYUI_PATH") or REPO_ROOT / ".cache" / "ComfyUI").resolve()
 WEIGHTS = REPO_ROOT / "bench" / "quality" / "weights"
 
 # Bounds on the committed aspect classifiers' held-out accuracy (measured: see classifiers.json).
@@ -24,19 +20,9 @@ MIN_CLF_ACCURACY = {"class": 0.93, "position": 0.99, "style": 0.99}
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    if not (COMFYUI_PATH / "nodes.py").is_file():
-        pytest.fail(f"ComfyUI not found at {COMFYUI_PATH}: run scripts/setup_env.sh or set COMFYUI_PATH",
-                    pytrace=False)
+def quick(tmp_path_factory, quick_bench):
     out = tmp_path_factory.mktemp("quality_quick")
-    env = dict(os.environ, COMFYUI_PATH=str(COMFYUI_PATH))
-    proc = subprocess.run([sys.executable, "-m", "bench.quality.run", "--quick", "--out", str(out)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        pytest.fail(f"quick benchmark failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}",
-                    pytrace=False)
-    doc = json.loads((out / "results.json").read_text())
-    return out, doc
+    return out, quick_bench("bench.quality.run", out, "quick benchmark")
 
 
 def ok_rows(doc):
