@@ -19,15 +19,15 @@ def sha256(path: Path) -> str:
 def write(work: Path, out: Path) -> dict:
     import sklearn
     import torch
-    from . import data, train
+    from . import data, text, train
     out.mkdir(parents=True, exist_ok=True)
     files = [train.FILES["unet"], train.FILES["vae"]] + [train.FILES["lora"].format(n) for n in train.EXPERTS]
     if (work / "judges.json").is_file():
         files.append("judges.json")
     for f in files:
         shutil.copyfile(work / f, out / f)
-    stages = {n: json.loads((work / f"stage_{n}.json").read_text())
-              for n in ["text", "vae", "pools", "base", *train.EXPERTS, "judges"] if (work / f"stage_{n}.json").is_file()}
+    stages = {n: train.stage_done(n) for n in ["text", "vae", "pools", "base", *train.EXPERTS, "judges"]}
+    stages = {n: rec for n, rec in stages.items() if rec is not None}
     record = {
         "command": "python -m devtools.digit_set.train   (ComfyUI on sys.path: COMFYUI_PATH or .cache/hosts/)",
         "torch": torch.__version__, "scikit_learn": sklearn.__version__, "python": platform.python_version(),
@@ -40,8 +40,10 @@ def write(work: Path, out: Path) -> dict:
                         "colours": [data.COLOURS[c] for c in v[2]], "knows": ("digit", "position", "colour")[v[3]]}
                     for n, v in train.EXPERTS.items()},
         "schedule": "ComfyUI ModelSamplingDiscrete (SD1.5): betas linspace(sqrt(0.00085), sqrt(0.012), 1000)^2, eps objective",
-        "clip": {"source": "devtools.tiny_models.clip_l_state_dict() (seeded random CLIP-L, fp8 2-D weights), "
-                           "generated at install time", "tensor_sha256": stages["text"]["clip_sha256"]},
+        "clip": {"source": "devtools.digit_set.text.clip_state_dict() (generated CLIP-L, seed "
+                           f"{text.CLIP_SEED}: random word embeddings averaged into every later token by "
+                           "layer 0, the other layers pass-through; fp8 2-D weights), generated at install time",
+                 "tensor_sha256": stages["text"]["clip_sha256"]},
         "stages": stages,
         "seconds_total": round(sum(s.get("seconds", 0) for s in stages.values()), 1),
         "files": {f: {"bytes": (out / f).stat().st_size, "sha256": sha256(out / f)} for f in files},
