@@ -26,7 +26,7 @@ def write(work: Path, out: Path) -> dict:
         files.append("judges.json")
     for f in files:
         shutil.copyfile(work / f, out / f)
-    stages = {n: train.stage_done(n) for n in ["text", "vae", "pools", "base", *train.EXPERTS, "judges"]}
+    stages = {n: train.stage_done(n) for n in ["text", "vae", "pools", "base", "base_refine", *train.EXPERTS, "judges"]}
     stages = {n: rec for n, rec in stages.items() if rec is not None}
     record = {
         "command": "python -m devtools.digit_set.train   (ComfyUI on sys.path: COMFYUI_PATH or .cache/hosts/)",

@@ -1,5 +1,5 @@
 """Train the demo set, deterministically, on one CPU thread: CLIP (generated), prompt embeddings,
-VAE, base UNet, three LoRA finetunes; then write demo_set/ (weights, provenance.json).
+VAE, base UNet (two stages), three LoRA finetunes; then write demo_set/ (weights, provenance.json).
 
     python -m devtools.digit_set.train [--work DIR] [--out demo_set] [--quick] [--judges-only]
 
@@ -33,10 +33,14 @@ REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / ".cache" / "digit_set" / "work"
 OUT = REPO / "demo_set"
 
-SEEDS = {"vae": 11, "base": 12, "digit": 13, "position": 14, "colour": 15, "pools": 16, "judges": 17}
-STEPS = {"vae_crop": 1200, "vae_full": 150, "base": 1000, "expert": 180}
-QUICK = {"vae_crop": 3, "vae_full": 2, "base": 3, "expert": 2}
-LR = {"base": 4e-4, "expert": 1e-3}
+SEEDS = {"vae": 11, "base": 12, "digit": 13, "position": 14, "colour": 15, "pools": 16, "judges": 17,
+         "base_refine": 18}
+# base_refine: a second cosine cycle from the first stage's fp16 weights (fresh optimizer and EMA).
+# Measured (own DDIM, 60 pictures per aspect): after "base" the base read digit 32 %, position 68 %;
+# after "base_refine" 78 % and 100 %. The first cycle learns to draw, the second to read.
+STEPS = {"vae_crop": 1200, "vae_full": 150, "base": 1000, "base_refine": 1000, "expert": 180}
+QUICK = {"vae_crop": 3, "vae_full": 2, "base": 3, "base_refine": 2, "expert": 2}
+LR = {"base": 4e-4, "base_refine": 4e-4, "expert": 1e-3}
 P_KEEP = 0.85          # base captions: each phrase kept with this probability
 P_EMPTY = 0.1          # the empty prompt (classifier-free guidance)
 EXPERTS = {
@@ -45,6 +49,7 @@ EXPERTS = {
     "position": ((1, 7),        tuple(range(5)),         (0,),                1),
     "colour":   ((0, 8),        (0,),                    tuple(range(4)),     2),
 }
+BASE_FIRST = "base_first_stage.safetensors"      # work folder only: the base before base_refine
 FILES = {"unet": "amdm_digits_base.safetensors", "vae": "amdm_digits_vae.safetensors",
          "lora": "amdm_digits_{}.safetensors"}
 N_VALUES = (10, len(data.POSITIONS), len(data.COLOURS))
@@ -194,10 +199,15 @@ def run(quick: bool, out_dir: Path):
         p = pools["base"]
         r = U.train(net, net.parameters(), p["latents"], p["labels"], base_captions, emb, prompt_index,
                     steps["base"], LR["base"], SEEDS["base"], name="base", log=log)
-        save(U.fp16_state(net), WORK / FILES["unet"])
+        save(U.fp16_state(net), WORK / BASE_FIRST)
         rec = {"losses": r["losses"], "seconds": r["seconds"], "steps": r["steps"], "lr": LR["base"], "batch": 32}
         mark_done("base", rec)
-        preview(WORK / FILES["unet"], None, "base", emb, prompt_index, vae_model, lat_mean, lat_std)
+        preview(WORK / BASE_FIRST, None, "base", emb, prompt_index, vae_model, lat_mean, lat_std)
+    if stage_done("base_refine") is None:
+        r = refine_base(pools["base"], emb, prompt_index, steps["base_refine"], log=log)
+        mark_done("base_refine", {"losses": r["losses"], "seconds": r["seconds"], "steps": r["steps"],
+                                  "lr": LR["base_refine"], "batch": 32, "from": "the base stage's fp16 weights"})
+        preview(WORK / FILES["unet"], None, "base_refined", emb, prompt_index, vae_model, lat_mean, lat_std)
 
     # 5. experts (LoRA from the fp16 base)
     base_sd = load(WORK / FILES["unet"])
@@ -225,6 +235,16 @@ def run(quick: bool, out_dir: Path):
     if not quick:
         from . import provenance
         provenance.write(WORK, out_dir)
+
+
+def refine_base(pool, emb, prompt_index, steps: int, log=log) -> dict:
+    """Stage base_refine: WORK/BASE_FIRST -> WORK/FILES["unet"], a second cosine cycle on the base pool."""
+    from . import unet as U
+    net = U.load_state(load(WORK / BASE_FIRST))
+    r = U.train(net, net.parameters(), pool["latents"], pool["labels"], base_captions, emb, prompt_index,
+                steps, LR["base_refine"], SEEDS["base_refine"], name="base_refine", log=log)
+    save(U.fp16_state(net), WORK / FILES["unet"])
+    return r
 
 
 def fit_judges(vae_model, quick: bool, out: Path | None = None) -> dict:
