@@ -12,13 +12,6 @@ import os
 import pytest
 
 MODES = ("base_alone", "helper_alone", "amdm", "compose", "handoff", "guidance", "superposition")
-# The mean share of background a mode's pictures must keep (noise: ~0.10). Superposition steps by
-# Euler-Maruyama (amdm_core/superpose.py: each step inflates the variance; "use many steps"), so at
-# the quick profile's 10 steps its pictures keep specks of injected noise around the digit: measured
-# 0.73-0.83 per set on the retrained set, against 0.86-0.91 for the ODE modes (at the full profile's
-# 20 steps the specks are gone: 0.87-0.89, like the others). Its bar is lower by that documented
-# cost, not waived: every picture must still be > 0.6 and read as a digit.
-CLEAN_MEAN = {"superposition": 0.7}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +53,7 @@ def test_pictures_are_digits_on_a_clean_background(quick):
             for r in recs:
                 assert r["background"] > 0.6, (s, m, r)
                 assert r["digit"] in [str(d) for d in range(10)] and r["colour"] in ("black", "red", "green", "blue")
-            assert doc["sets"][s][m]["background_share_mean"] > CLEAN_MEAN.get(m, 0.75), (s, m)
+            assert doc["sets"][s][m]["background_share_mean"] > 0.75, (s, m)
 
 
 def test_cooperation_modes_change_the_picture(quick):
