@@ -198,22 +198,30 @@ def taesd_state_dict(latent_channels: int = 4):
     return _fp16(sd)
 
 
+def clip_l_config() -> dict:
+    """comfy's SD1 CLIP-L config (sd1_clip_config.json beside comfy.clip_model)."""
+    import comfy.clip_model
+    return json.loads((Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json").read_text())
+
+
+def clip_l_storage(sd) -> dict:
+    """A CLIP-L state dict as stored: fp16, 2-D weights but the position embedding in fp8 (the
+    checkpoint is ~150 MiB instead of ~280 MB in fp16; comfy upcasts on load)."""
+    import torch
+    return {k: v.to(torch.float8_e4m3fn) if v.ndim == 2 and "position" not in k else v for k, v in _fp16(sd).items()}
+
+
 def clip_l_state_dict():
-    """Random CLIP-L text encoder with comfy's SD1 config; 2-D weights in fp8 (the checkpoint is
-    ~150 MiB instead of ~280 MB in fp16; comfy upcasts on load)."""
+    """Random CLIP-L text encoder with comfy's SD1 config, stored as clip_l_storage does."""
     import torch
     import comfy.clip_model
 
-    cfg_path = Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json"
-    config = json.loads(cfg_path.read_text())
     with _seeded(CLIP_SEED):
-        model = comfy.clip_model.CLIPTextModel(config, dtype=torch.float32, device="cpu", operations=_init_ops())
+        model = comfy.clip_model.CLIPTextModel(clip_l_config(), dtype=torch.float32, device="cpu",
+                                               operations=_init_ops())
     sd = model.state_dict()
     sd.pop("text_projection.weight", None)
-    out = {}
-    for k, v in _fp16(sd).items():
-        out[k] = v.to(torch.float8_e4m3fn) if v.ndim == 2 and "position" not in k else v
-    return out
+    return clip_l_storage(sd)
 
 
 def lora_state_dict(unet_sd, seed: int = LORA_SEED):

@@ -10,7 +10,6 @@ calls) and returns the [77, 768] conditioning tensors.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 CLIP_FILE = "amdm_digits_clip_l.safetensors"
@@ -36,7 +35,7 @@ def clip_state_dict():
     from devtools import tiny_models
     tiny_models.ensure_comfy_importable()
     import comfy.clip_model
-    cfg = json.loads((Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json").read_text())
+    cfg = tiny_models.clip_l_config()
     shapes = {k: v.shape for k, v in comfy.clip_model.CLIPTextModel(
         cfg, dtype=torch.float32, device="meta", operations=tiny_models._init_ops()).state_dict().items()}
     shapes.pop("text_projection.weight", None)
@@ -51,8 +50,7 @@ def clip_state_dict():
     eye = torch.eye(cfg["hidden_size"])
     for name in ("v_proj", "out_proj"):
         sd[f"text_model.encoder.layers.0.self_attn.{name}.weight"] = eye.clone()
-    return {k: (v.to(torch.float16).to(torch.float8_e4m3fn) if v.ndim == 2 and "position" not in k
-                else v.to(torch.float16)).contiguous() for k, v in sd.items()}
+    return tiny_models.clip_l_storage(sd)
 
 
 def state_sha256(sd) -> str:
